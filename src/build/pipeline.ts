@@ -1,0 +1,151 @@
+import { mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Config } from '../config/config.js';
+import { ConfigError, HostToolMissingError, PiImageError, StageError } from '../errors.js';
+import type { Reporter } from '../progress.js';
+import { cacheRoot } from '../paths.js';
+import { checkHost } from '../tools/host-tools.js';
+import { StageCache } from './cache.js';
+import { makePlan, type Plan } from './plan.js';
+import { loadBoard, loadLayer, orderLayers, type Layer } from './profiles.js';
+import { runArtifactsStage, type Manifest } from './stages/artifacts.js';
+import { runBaseStage, type BaseMeta } from './stages/base.js';
+import { runDiskStage } from './stages/disk.js';
+import { runLayersStage, type LayersMeta } from './stages/layers.js';
+
+export interface StageTiming {
+  stage: string;
+  cached: boolean;
+  seconds: number;
+}
+
+export interface BuildResult {
+  plan: Plan;
+  manifest: Manifest;
+  stages: StageTiming[];
+  /** Time spent in the tools pi-image does not own (mmdebstrap is 0 when the base came from the cache). */
+  toolSeconds: { mmdebstrap: number; zstd: number };
+  outDir: string;
+}
+
+/** Loads the board and layers a config names and plans the build (no side effects beyond reading files). */
+export async function planBuild(config: Config, opts: { configDir?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ plan: Plan; layers: Layer[] }> {
+  const board = await loadBoard(config.board);
+  const loaded = [
+    ...(await Promise.all(board.layers.map((name) => loadLayer(name)))),
+    ...(await Promise.all(config.layers.map((dir) => loadLayer(dir, opts.configDir ?? process.cwd())))),
+  ];
+  const names = new Set<string>();
+  for (const layer of loaded) {
+    if (names.has(layer.name)) throw new ConfigError(`layer "${layer.name}" is listed twice`, 'each layer name may appear once');
+    names.add(layer.name);
+  }
+  const layers = orderLayers(loaded);
+  return { plan: makePlan(config, board, layers, opts.env), layers };
+}
+
+/** An existing --out must be empty or an earlier pi-image output: it is replaced whole. */
+async function checkOutDir(outDir: string): Promise<void> {
+  const st = await stat(outDir).catch(() => undefined);
+  if (!st) return;
+  if (!st.isDirectory()) throw new ConfigError(`--out ${outDir} exists and is not a directory`, 'choose a new or empty directory');
+  const entries = await readdir(outDir);
+  if (!entries.length) return;
+  const manifest = await readFile(join(outDir, 'manifest.json'), 'utf8').catch(() => '');
+  if (!manifest.includes('"pi-image"')) {
+    throw new ConfigError(
+      `--out ${outDir} is not empty and holds no earlier pi-image build; pi-image replaces its output directory as a whole`,
+      'choose a new or empty directory',
+    );
+  }
+}
+
+export async function build(opts: {
+  config: Config;
+  configDir?: string;
+  reporter: Reporter;
+  signal?: AbortSignal;
+  env?: NodeJS.ProcessEnv;
+}): Promise<BuildResult> {
+  const { config, reporter, signal } = opts;
+  const env = opts.env ?? process.env;
+  const missing = (await checkHost()).filter((c) => !c.ok && c.neededFor === 'build');
+  if (missing.length) throw new HostToolMissingError(missing.map((c) => ({ name: `${c.name} (${c.detail})`, fix: c.fix ?? '' })));
+
+  const { plan, layers } = await planBuild(config, { configDir: opts.configDir, env });
+  const outDir = resolve(plan.outputs.dir);
+  await checkOutDir(outDir);
+  const cache = new StageCache(cacheRoot(env));
+  const stages: StageTiming[] = [];
+
+  const stage = async <T>(name: string, title: string, key: string | undefined, run: () => Promise<{ value: T; cached: boolean }>): Promise<T> => {
+    reporter.emit({ type: 'stage-start', stage: name, title });
+    const started = Date.now();
+    try {
+      const { value, cached } = await run();
+      const seconds = (Date.now() - started) / 1000;
+      stages.push({ stage: name, cached, seconds });
+      reporter.emit({ type: 'stage-end', stage: name, cached, seconds, key });
+      return value;
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      if (e instanceof PiImageError) throw e;
+      throw new StageError(name, `${name}: ${(e as Error).message}`, undefined);
+    }
+  };
+
+  const cachedJson = async <T>(stageName: string, key: string, produce: (dir: string) => Promise<unknown>) => {
+    if (await cache.has(stageName, key)) {
+      return { value: JSON.parse(await readFile(join(cache.entry(stageName, key), 'meta.json'), 'utf8')) as T, cached: true };
+    }
+    await cache.fill(stageName, key, produce);
+    return { value: JSON.parse(await readFile(join(cache.entry(stageName, key), 'meta.json'), 'utf8')) as T, cached: false };
+  };
+
+  const baseMeta = await stage<BaseMeta>('base', `base rootfs: Debian ${plan.base.suite} ${plan.base.arch} (mmdebstrap)`, plan.cacheKeys.base, () =>
+    cachedJson('base', plan.cacheKeys.base, (dir) => runBaseStage({ plan, outDir: dir, reporter, signal, root: process.getuid?.() === 0 })),
+  );
+  const sourceDateEpoch = plan.sourceDateEpoch.value ?? baseMeta.newestMtime;
+
+  const layersMeta = await stage<LayersMeta>('layers', `layers: ${plan.layers.map((l) => l.name).join(', ')}`, plan.cacheKeys.layers, () =>
+    cachedJson('layers', plan.cacheKeys.layers, (dir) =>
+      runLayersStage({ plan, layers, baseTar: join(cache.entry('base', plan.cacheKeys.base), 'rootfs.tar'), sourceDateEpoch, outDir: dir, reporter }),
+    ),
+  );
+  const layersDir = cache.entry('layers', plan.cacheKeys.layers);
+
+  // Everything below happens in a sibling of --out, renamed into place only at the end.
+  const workDir = await mkdtemp(join(dirname(outDir), `.${basename(outDir)}.pi-image-tmp-`));
+  try {
+    const disk = await stage('disk', 'disk image: MBR, FAT32 bootfs, ext4 rootfs', undefined, async () => ({
+      value: await runDiskStage({ plan, layers: layersMeta, layersDir, image: join(workDir, plan.outputs.img), reporter, signal }),
+      cached: false,
+    }));
+    const { manifest, zstdSeconds } = await stage('artifacts', 'artifacts: .img.zst, .bmap, SHA256SUMS, manifest.json', undefined, async () => ({
+      value: await runArtifactsStage({ plan, config, base: baseMeta, layers: layersMeta, disk, workDir, reporter, signal }),
+      cached: false,
+    }));
+    if (signal?.aborted) throw signal.reason;
+    await publish(workDir, outDir);
+    await cache.prune('layers', 3);
+    await cache.prune('base', 3);
+    const baseCached = stages.find((s) => s.stage === 'base')?.cached ?? true;
+    return { plan, manifest, stages, outDir, toolSeconds: { mmdebstrap: baseCached ? 0 : baseMeta.mmdebstrapSeconds, zstd: zstdSeconds } };
+  } finally {
+    await rm(workDir, { recursive: true, force: true });
+  }
+}
+
+/** Replaces --out with the finished work directory; the old output is removed only after the swap. */
+async function publish(workDir: string, outDir: string): Promise<void> {
+  const previous = `${outDir}.pi-image-old-${process.pid}`;
+  const hadOld = await stat(outDir).then(() => true, () => false);
+  if (hadOld) await rename(outDir, previous);
+  try {
+    await rename(workDir, outDir);
+  } catch (e) {
+    if (hadOld) await rename(previous, outDir);
+    throw e;
+  }
+  if (hadOld) await rm(previous, { recursive: true, force: true });
+}

@@ -1,0 +1,175 @@
+import { join, resolve } from 'node:path';
+import type { Config } from '../config/config.js';
+import { renderCmdline, renderConfigTxt } from '../firmware/boot-files.js';
+import { TOOL_VERSION } from '../version.js';
+import { contentHash } from './hash.js';
+import type { BoardProfile, Layer } from './profiles.js';
+import Handlebars from 'handlebars';
+
+/**
+ * Bump when what a stage produces changes for the same inputs (e.g. a new mke2fs option),
+ * so old cache entries are not reused.
+ */
+const STAGE_RECIPES = { base: 1, layers: 1 };
+
+export interface PlannedLayer {
+  name: string;
+  description: string;
+  origin: string;
+  files: { path: string; sha256: string; template: boolean; mode: string; uid: number; gid: number }[];
+  remove: string[];
+  enable: { unit: string; wanted_by: string }[];
+}
+
+/** Everything a build will do, as plain data: what `--print-plan` shows and what the stages consume. */
+export interface Plan {
+  tool: { name: 'pi-image'; version: string };
+  board: { name: string; description: string; arch: string };
+  role: Config['role'];
+  hostname: string;
+  base: {
+    suite: string;
+    variant: string;
+    arch: string;
+    mirrors: string[];
+    components: string[];
+    extraSources: Config['apt']['extra_sources'];
+    checkValidUntil: boolean;
+    packages: string[];
+    enableUnits: string[];
+    initramfsModules?: string[];
+  };
+  layers: PlannedLayer[];
+  tuning: string | null;
+  engine: string | null;
+  boot: {
+    offsetMib: number;
+    partitionMib: number;
+    copy: BoardProfile['boot']['copy'];
+    cmdline: string;
+    configTxt: string | null;
+  };
+  disk: { diskId: string; bootPartuuid: string; rootPartuuid: string; headroomMib: number };
+  sourceDateEpoch: { value: number | null; from: 'config' | 'environment' | 'base rootfs' };
+  compressionLevel: number;
+  outputs: { dir: string; img: string; zst: string; bmap: string; sums: string; manifest: string };
+  cacheKeys: { base: string; layers: string };
+}
+
+/** The context every overlay template is rendered with. */
+export function templateContext(plan: Plan): Record<string, unknown> {
+  return {
+    hostname: plan.hostname,
+    role: plan.role,
+    board: plan.board,
+    suite: plan.base.suite,
+    disk: plan.disk,
+    tool: plan.tool,
+  };
+}
+
+export function renderTemplate(source: string, plan: Plan, name: string): string {
+  try {
+    return Handlebars.compile(source, { strict: true, noEscape: true })(templateContext(plan));
+  } catch (e) {
+    throw new Error(`template ${name}: ${(e as Error).message}`);
+  }
+}
+
+/** The MBR disk id: stable per image name and board, so PARTUUIDs never change between rebuilds. */
+function diskIdFor(name: string, board: string): string {
+  const id = contentHash({ diskId: name, board }).slice(0, 8);
+  return id === '00000000' ? '00000001' : id;
+}
+
+function fileMode(layer: Layer, path: string): { mode: string; uid: number; gid: number } {
+  const attrs = layer.files[path] ?? {};
+  return { mode: (attrs.mode ?? '0644').padStart(4, '0'), uid: attrs.uid ?? 0, gid: attrs.gid ?? 0 };
+}
+
+export function makePlan(config: Config, board: BoardProfile, layers: Layer[], env: NodeJS.ProcessEnv = process.env): Plan {
+  const name = config.name ?? `pi-image-${board.name}`;
+  const suite = config.suite ?? board.suite;
+  const components = config.components ?? board.components;
+  const packages = [...new Set([...board.packages, ...layers.flatMap((l) => l.packages), ...config.packages])].sort();
+  const enableUnits = [...new Set(layers.flatMap((l) => l.base_enable))].sort();
+  const diskId = diskIdFor(name, board.name);
+  const outDir = resolve(config.out);
+
+  const base: Plan['base'] = {
+    suite,
+    variant: board.variant,
+    arch: board.arch,
+    mirrors: config.mirrors,
+    components,
+    extraSources: config.apt.extra_sources,
+    checkValidUntil: config.apt.check_valid_until,
+    packages,
+    enableUnits,
+    initramfsModules: board.initramfs_modules,
+  };
+
+  const sdeFromEnv = env.SOURCE_DATE_EPOCH && /^\d+$/.test(env.SOURCE_DATE_EPOCH) ? Number(env.SOURCE_DATE_EPOCH) : undefined;
+  const sourceDateEpoch: Plan['sourceDateEpoch'] =
+    config.source_date_epoch !== undefined
+      ? { value: config.source_date_epoch, from: 'config' }
+      : sdeFromEnv !== undefined
+        ? { value: sdeFromEnv, from: 'environment' }
+        : { value: null, from: 'base rootfs' };
+
+  const plannedLayers: PlannedLayer[] = layers.map((layer) => ({
+    name: layer.name,
+    description: layer.description,
+    origin: layer.origin,
+    files: layer.overlay.map((f) => ({ path: f.path, sha256: f.sha256, template: f.template, ...fileMode(layer, f.path) })),
+    remove: layer.remove,
+    enable: layer.enable,
+  }));
+
+  const plan: Plan = {
+    tool: { name: 'pi-image', version: TOOL_VERSION },
+    board: { name: board.name, description: board.description, arch: board.arch },
+    role: config.role,
+    hostname: config.hostname,
+    base,
+    layers: plannedLayers,
+    tuning: null,
+    engine: null,
+    boot: {
+      offsetMib: board.boot.offset_mib,
+      partitionMib: board.boot.partition_mib,
+      copy: board.boot.copy,
+      cmdline: '',
+      configTxt: null,
+    },
+    disk: { diskId, bootPartuuid: `${diskId}-01`, rootPartuuid: `${diskId}-02`, headroomMib: config.rootfs.headroom_mib },
+    sourceDateEpoch,
+    compressionLevel: config.compression.level,
+    outputs: {
+      dir: outDir,
+      img: `${name}.img`,
+      zst: `${name}.img.zst`,
+      bmap: `${name}.bmap`,
+      sums: 'SHA256SUMS',
+      manifest: 'manifest.json',
+    },
+    cacheKeys: { base: '', layers: '' },
+  };
+  plan.boot.cmdline = renderCmdline(board.boot.cmdline.map((w, i) => renderTemplate(w, plan, `cmdline word ${i + 1}`)));
+  plan.boot.configTxt = board.boot.config_txt ? renderConfigTxt(board.boot.config_txt) : null;
+
+  plan.cacheKeys.base = contentHash({ recipe: STAGE_RECIPES.base, base });
+  plan.cacheKeys.layers = contentHash({
+    recipe: STAGE_RECIPES.layers,
+    base: plan.cacheKeys.base,
+    layers: plannedLayers.map(({ origin: _origin, ...rest }) => rest),
+    context: templateContext(plan),
+    boot: plan.boot,
+    sde: sourceDateEpoch.value,
+  });
+  return plan;
+}
+
+export function outputPath(plan: Plan, key: keyof Plan['outputs']): string {
+  return key === 'dir' ? plan.outputs.dir : join(plan.outputs.dir, plan.outputs[key]);
+}

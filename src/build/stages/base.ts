@@ -1,0 +1,57 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Reporter } from '../../progress.js';
+import { runMmdebstrap } from '../../tools/mmdebstrap.js';
+import type { Plan } from '../plan.js';
+import { drain, readAll, readTar } from '../rootfs-tar.js';
+
+export interface InstalledPackage {
+  name: string;
+  version: string;
+  architecture: string;
+}
+
+export interface BaseMeta {
+  packages: InstalledPackage[];
+  /** Newest file time in the rootfs: the default SOURCE_DATE_EPOCH, derived from the inputs. */
+  newestMtime: number;
+  mmdebstrapSeconds: number;
+}
+
+/** Installed packages from dpkg's status file. */
+export function parseDpkgStatus(text: string): InstalledPackage[] {
+  const packages: InstalledPackage[] = [];
+  for (const stanza of text.split(/\n\s*\n/)) {
+    const field = (name: string) => new RegExp(`^${name}: (.*)$`, 'm').exec(stanza)?.[1]?.trim();
+    const status = field('Status');
+    const name = field('Package');
+    if (!name || !status?.endsWith(' installed')) continue;
+    packages.push({ name, version: field('Version') ?? '', architecture: field('Architecture') ?? '' });
+  }
+  return packages.sort((a, b) => a.name.localeCompare(b.name) || a.architecture.localeCompare(b.architecture));
+}
+
+export async function runBaseStage(opts: {
+  plan: Plan;
+  outDir: string;
+  reporter: Reporter;
+  signal?: AbortSignal;
+  root: boolean;
+}): Promise<BaseMeta> {
+  const tarPath = join(opts.outDir, 'rootfs.tar');
+  const started = Date.now();
+  await runMmdebstrap(opts.plan.base, tarPath, { root: opts.root, reporter: opts.reporter, signal: opts.signal });
+  const mmdebstrapSeconds = (Date.now() - started) / 1000;
+
+  let packages: InstalledPackage[] = [];
+  let newestMtime = 0;
+  opts.reporter.emit({ type: 'stage-progress', stage: 'base', detail: 'reading the package list' });
+  for await (const { header, name, body } of readTar(tarPath)) {
+    newestMtime = Math.max(newestMtime, Math.floor((header.mtime?.getTime() ?? 0) / 1000));
+    if (name === 'var/lib/dpkg/status') packages = parseDpkgStatus((await readAll(body)).toString('utf8'));
+    else await drain(body);
+  }
+  const meta: BaseMeta = { packages, newestMtime, mmdebstrapSeconds };
+  await writeFile(join(opts.outDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+  return meta;
+}

@@ -1,0 +1,80 @@
+import { open, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { DiskFullError } from '../../errors.js';
+import type { Reporter } from '../../progress.js';
+import { makeRootFilesystem } from '../../disk/ext4.js';
+import { makeBootFilesystem } from '../../disk/fat.js';
+import { derivedFatVolumeId, MIB, planLayout, type DiskLayout } from '../../disk/layout.js';
+import { readPartitionTable, writePartitionTable, type PartitionTable } from '../../disk/partition-table.js';
+import type { Plan } from '../plan.js';
+import type { LayersMeta } from './layers.js';
+
+export interface DiskResult {
+  layout: DiskLayout;
+  table: PartitionTable;
+}
+
+/** Free space the disk and artifact stages need on the output file system: the image's data, its .zst, slack. */
+export function bytesNeeded(meta: LayersMeta, layout: DiskLayout): number {
+  return Math.ceil((meta.contentBytes + meta.bootBytes) * 1.6 + 64 * MIB + layout.totalBytes * 0.01);
+}
+
+export async function checkFreeSpace(dir: string, needed: number): Promise<void> {
+  const fs = await statfs(dir);
+  const free = fs.bavail * fs.bsize;
+  if (free < needed) {
+    throw new DiskFullError(
+      `not enough free space in ${dir}: ${Math.ceil(free / MIB)} MiB free, about ${Math.ceil(needed / MIB)} MiB needed`,
+      'free some space there or choose another --out',
+    );
+  }
+}
+
+/** A sparse MBR disk image: partition table, FAT boot partition, ext4 root partition. */
+export async function runDiskStage(opts: {
+  plan: Plan;
+  layers: LayersMeta;
+  layersDir: string;
+  image: string;
+  reporter: Reporter;
+  signal?: AbortSignal;
+}): Promise<DiskResult> {
+  const { plan, reporter } = opts;
+  const layout = planLayout({
+    diskId: plan.disk.diskId,
+    bootOffsetMib: plan.boot.offsetMib,
+    bootMib: plan.boot.partitionMib,
+    rootContentBytes: opts.layers.contentBytes,
+    rootInodes: opts.layers.inodes,
+    headroomMib: plan.disk.headroomMib,
+  });
+  await checkFreeSpace(dirname(opts.image), bytesNeeded(opts.layers, layout));
+
+  const handle = await open(opts.image, 'w');
+  await handle.truncate(layout.totalBytes); // sparse: only written blocks use space
+  await handle.close();
+
+  reporter.emit({ type: 'stage-progress', stage: 'disk', fraction: 0.05, detail: 'partition table' });
+  await writePartitionTable(opts.image, layout, reporter);
+  reporter.emit({ type: 'stage-progress', stage: 'disk', fraction: 0.1, detail: 'boot partition (FAT32)' });
+  await makeBootFilesystem({
+    image: opts.image,
+    layout,
+    volumeId: derivedFatVolumeId(plan.disk.diskId),
+    contentDir: join(opts.layersDir, 'boot'),
+    sourceDateEpoch: opts.layers.sourceDateEpoch,
+    reporter,
+  });
+  reporter.emit({ type: 'stage-progress', stage: 'disk', fraction: 0.2, detail: 'root partition (ext4 from the rootfs tarball)' });
+  await makeRootFilesystem({
+    image: opts.image,
+    layout,
+    rootfsTar: join(opts.layersDir, 'rootfs.tar'),
+    sourceDateEpoch: opts.layers.sourceDateEpoch,
+    reporter,
+    signal: opts.signal,
+  });
+  const table = await readPartitionTable(opts.image, reporter);
+  reporter.emit({ type: 'stage-progress', stage: 'disk', fraction: 1, detail: 'disk image written' });
+  return { layout, table };
+}

@@ -1,0 +1,122 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { ConfigError } from '../errors.js';
+import { loadSchema, validateAgainst, type JsonSchema } from './validate.js';
+
+export interface AptSource {
+  uris: string[];
+  suites: string[];
+  components: string[];
+  signed_by?: string;
+}
+
+/** pi-image.yaml after validation and defaults (see image/schema/config.schema.json). */
+export interface Config {
+  board: string;
+  role: 'auto' | 'root' | 'worker';
+  name?: string;
+  out: string;
+  hostname: string;
+  suite?: string;
+  mirrors: string[];
+  components?: string[];
+  apt: { check_valid_until: boolean; extra_sources: AptSource[] };
+  packages: string[];
+  layers: string[];
+  rootfs: { headroom_mib: number };
+  compression: { level: number };
+  source_date_epoch?: number;
+}
+
+/** One setting exposed as a command-line flag, derived from the schema's `x-flag`. */
+export interface FlagSpec {
+  path: string[];
+  flag: string;
+  description: string;
+  schema: JsonSchema;
+}
+
+export function configFlags(schema: JsonSchema = loadSchema('config'), prefix: string[] = []): FlagSpec[] {
+  const specs: FlagSpec[] = [];
+  for (const [key, prop] of Object.entries(schema.properties ?? {})) {
+    const path = [...prefix, key];
+    if (prop['x-flag']) {
+      const dflt = prop.default === undefined ? '' : ` (default: ${JSON.stringify(prop.default)})`;
+      const allowed = prop.enum ? ` [${prop.enum.join('|')}]` : '';
+      specs.push({ path, flag: prop['x-flag'], description: `${prop.description ?? ''}${allowed}${dflt}`, schema: prop });
+    }
+    if (prop.properties) specs.push(...configFlags(prop, path));
+  }
+  return specs;
+}
+
+/** commander's attribute name for a flag: `--zstd-level <n>` → zstdLevel. */
+export function flagAttribute(flag: string): string {
+  const long = /--([a-z0-9-]+)/.exec(flag)?.[1] ?? flag;
+  return long.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Converts a flag's raw text to the schema's type, leaving bad input for the validator to name. */
+export function coerceFlagValue(schema: JsonSchema, raw: unknown): unknown {
+  if (schema.type === 'integer' && typeof raw === 'string' && /^-?\d+$/.test(raw)) return Number(raw);
+  return raw;
+}
+
+export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${path}: ${(e as Error).message}`, 'check the --config path');
+  }
+  try {
+    const doc: unknown = parseYaml(text) ?? {};
+    if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${path}: the top level must be a mapping of keys`);
+    return doc as Record<string, unknown>;
+  } catch (e) {
+    if (e instanceof YAMLParseError) throw new ConfigError(`${path}: not valid YAML: ${e.message}`);
+    throw e;
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1] as string] = value;
+}
+
+/** File, then flags (flags win), then validation with defaults filled in. */
+export function resolveConfig(file: Record<string, unknown>, flags: Record<string, unknown>, source = 'config'): Config {
+  const merged = structuredClone(file);
+  for (const spec of configFlags()) {
+    const value = flags[flagAttribute(spec.flag)];
+    if (value !== undefined) setPath(merged, spec.path, coerceFlagValue(spec.schema, value));
+  }
+  const problems = validateAgainst('config', merged);
+  if (problems.length) {
+    throw new ConfigError(
+      `invalid configuration (${source}):\n  - ${problems.join('\n  - ')}`,
+      'fix the keys above in pi-image.yaml or the flags; `pi-image build --help` lists every setting',
+    );
+  }
+  return merged as unknown as Config;
+}
+
+const REDACTED = '<redacted>';
+
+/** The config as recorded in manifest.json: secrets out, credentials in URLs masked. */
+export function redactConfig(config: Config, schema: JsonSchema = loadSchema('config')): unknown {
+  const walk = (value: unknown, node: JsonSchema | undefined): unknown => {
+    if (node?.['x-secret']) return REDACTED;
+    if (typeof value === 'string') return value.replace(/^([a-z]+:\/\/)[^/@\s]+@/i, `$1${REDACTED}@`);
+    if (Array.isArray(value)) return value.map((v) => walk(v, node?.items));
+    if (value && typeof value === 'object') {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v, node?.properties?.[k])]));
+    }
+    return value;
+  };
+  return walk(config, schema);
+}

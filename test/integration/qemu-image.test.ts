@@ -1,0 +1,173 @@
+import { createHash } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, readSync, closeSync, truncateSync, copyFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Manifest } from '../../src/build/stages/artifacts.js';
+import { extractDirectBootFiles } from '../../src/emulate/boot-files.js';
+import { QemuVm } from '../../src/emulate/qemu-vm.js';
+import { REPO, runCli, stageCaching, TEST_CACHE, type CliRun } from '../helpers/cli.js';
+
+const work = mkdtempSync(join(tmpdir(), 'pi-image-it-'));
+const layerDir = join(work, 'serial-console');
+cpSync(join(REPO, 'test/fixtures/layers/serial-console'), layerDir, { recursive: true });
+const env = { PI_IMAGE_CACHE: TEST_CACHE };
+const common = ['--board', 'qemu', '--hostname', 'pi-test', '--layer', layerDir, '--json'];
+
+const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
+const manifestOf = (out: string) => JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest;
+
+function expectOk(run: CliRun): void {
+  if (run.exitCode !== 0) throw new Error(`build failed (${run.exitCode}):\n${run.stderr}\n${run.stdout.slice(-4000)}`);
+}
+
+describe('qemu board image', () => {
+  const out1 = join(work, 'out1');
+  let first: CliRun;
+
+  beforeAll(async () => {
+    first = await runCli(['build', ...common, '--out', out1], { env });
+    expectOk(first);
+  });
+
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it('writes every artifact, and SHA256SUMS matches them', () => {
+    const m = manifestOf(out1);
+    for (const name of ['pi-image-qemu.img', 'pi-image-qemu.img.zst', 'pi-image-qemu.bmap', 'SHA256SUMS', 'manifest.json']) {
+      expect(statSync(join(out1, name)).size).toBeGreaterThan(0);
+    }
+    const sums = readFileSync(join(out1, 'SHA256SUMS'), 'utf8').trim().split('\n');
+    expect(sums).toHaveLength(3);
+    for (const line of sums) {
+      const [hash, file] = line.split(/\s+/);
+      expect(sha256(join(out1, file as string))).toBe(hash);
+    }
+    expect(m.packages.find((p) => p.name === 'linux-image-arm64')?.version).toMatch(/\d/);
+    expect(m.packages.find((p) => p.name === 'openssh-server')).toBeDefined();
+    expect(m.layers.map((l) => l.name)).toEqual(['system', 'growroot', 'ssh-hostkeys', 'serial-console']);
+    expect(m.disk.partitions.map((p) => [p.start_sector, p.type])).toEqual([[16384, 'c'], [1064960, '83']]);
+    expect(m.source_date_epoch).toBeGreaterThan(1_600_000_000);
+    expect(first.events.some((e) => e.type === 'stage-progress' && e.stage === 'artifacts' && typeof e.fraction === 'number')).toBe(true);
+  });
+
+  it('is accepted by bmaptool, and the copy equals the image over the mapped blocks', async () => {
+    const target = join(work, 'bmap-copy.img');
+    await execa('bmaptool', ['copy', '--bmap', join(out1, 'pi-image-qemu.bmap'), join(out1, 'pi-image-qemu.img.zst'), target]);
+    const bmap = readFileSync(join(out1, 'pi-image-qemu.bmap'), 'utf8');
+    const blockSize = Number(/<BlockSize>\s*(\d+)\s*<\/BlockSize>/.exec(bmap)?.[1]);
+    const ranges = [...bmap.matchAll(/<Range[^>]*>\s*(\d+)(?:-(\d+))?\s*<\/Range>/g)].map((m) => [Number(m[1]), Number(m[2] ?? m[1])] as const);
+    expect(ranges.length).toBeGreaterThan(0);
+    const a = openSync(join(out1, 'pi-image-qemu.img'), 'r');
+    const b = openSync(target, 'r');
+    const bufA = Buffer.alloc(blockSize * 256);
+    const bufB = Buffer.alloc(blockSize * 256);
+    let compared = 0;
+    for (const [first, last] of ranges) {
+      for (let block = first; block <= last; block += 256) {
+        const n = Math.min(256, last - block + 1) * blockSize;
+        readSync(a, bufA, 0, n, block * blockSize);
+        readSync(b, bufB, 0, n, block * blockSize);
+        expect(bufA.subarray(0, n).equals(bufB.subarray(0, n))).toBe(true);
+        compared += n;
+      }
+    }
+    closeSync(a);
+    closeSync(b);
+    expect(compared).toBeGreaterThan(100 * 1024 * 1024);
+    rmSync(target);
+  });
+
+  it('rebuilds byte-identically from the same cached base', async () => {
+    // Drop the layers cache so the layers and disk stages really run again.
+    rmSync(join(TEST_CACHE, 'layers'), { recursive: true, force: true });
+    const out2 = join(work, 'out2');
+    const second = await runCli(['build', ...common, '--out', out2], { env });
+    expectOk(second);
+    expect(stageCaching(second)).toEqual({ base: true, layers: false, disk: false, artifacts: false });
+    expect(sha256(join(out2, 'pi-image-qemu.img'))).toBe(sha256(join(out1, 'pi-image-qemu.img')));
+    rmSync(out2, { recursive: true, force: true });
+  }, 30 * 60_000);
+
+  it('rebuilds only the layers and disk stages after a one-file overlay change', async () => {
+    const changed = join(work, 'changed-layer');
+    cpSync(layerDir, changed, { recursive: true });
+    writeFileSync(join(changed, 'overlay/usr/local/bin/pi-image-test-marker.hbs'), '#!/bin/sh\necho "changed {{hostname}}"\n');
+    const out3 = join(work, 'out3');
+    const third = await runCli(['build', '--board', 'qemu', '--hostname', 'pi-test', '--layer', changed, '--json', '--out', out3], { env });
+    expectOk(third);
+    expect(stageCaching(third)).toEqual({ base: true, layers: false, disk: false, artifacts: false });
+    expect(manifestOf(out3).inputs.cache_keys.base).toBe(manifestOf(out1).inputs.cache_keys.base);
+    expect(manifestOf(out3).inputs.cache_keys.layers).not.toBe(manifestOf(out1).inputs.cache_keys.layers);
+    rmSync(out3, { recursive: true, force: true });
+  }, 30 * 60_000);
+
+  describe('booted in qemu-system-aarch64 (virt, cortex-a76, no network)', () => {
+    let vm: QemuVm;
+    const manifest = () => manifestOf(out1);
+
+    beforeAll(async () => {
+      const disk = join(work, 'boot.img');
+      copyFileSync(join(out1, 'pi-image-qemu.img'), disk);
+      truncateSync(disk, statSync(disk).size + 1024 ** 3); // a bigger "card": the root must grow into it
+      const boot = await extractDirectBootFiles(disk, join(work, 'boot-files'));
+      vm = new QemuVm({ image: disk, boot, name: 'node1' });
+      vm.start();
+      await vm.waitFor(/root@pi-test:~# /, 10 * 60_000);
+      await vm.check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat TERM=dumb');
+      await vm.check('systemctl is-system-running --wait || true', 5 * 60_000);
+    }, 15 * 60_000);
+
+    afterAll(async () => {
+      await vm?.kill();
+    });
+
+    it('reaches multi-user.target', async () => {
+      expect(await vm.check('systemctl is-active multi-user.target')).toBe('active');
+      expect(await vm.check('systemctl --failed --no-legend --plain | wc -l')).toBe('0');
+    });
+
+    it('has the configured hostname', async () => {
+      expect(await vm.check('hostname')).toBe('pi-test');
+    });
+
+    it('has the overlay files with their owner and mode', async () => {
+      expect(await vm.check('stat -c "%U:%G %a" /usr/local/bin/pi-image-test-marker')).toBe('root:adm 750');
+      expect(await vm.check('/usr/local/bin/pi-image-test-marker')).toBe('marker pi-test');
+      expect(await vm.check('stat -c "%U:%G %a" /usr/lib/pi-image/growroot /etc/fstab')).toBe('root:root 755\nroot:root 644');
+      expect(JSON.parse(await vm.check('cat /etc/pi-image/image.json'))).toMatchObject({ board: 'qemu', role: 'auto' });
+      expect(await vm.check('findmnt -no FSTYPE /boot/firmware')).toBe('vfat');
+    });
+
+    it('made its own identity on first boot', async () => {
+      expect(await vm.check('cat /etc/machine-id')).toMatch(/^[0-9a-f]{32}$/);
+      expect(await vm.check('ls /etc/ssh/ssh_host_ed25519_key')).toBe('/etc/ssh/ssh_host_ed25519_key');
+      expect(await vm.check('passwd -S root | cut -d" " -f2')).toMatch(/^L/);
+    });
+
+    it('grew the root file system to fill the disk', async () => {
+      const m = manifest();
+      const root = m.disk.partitions[1];
+      const partBytes = Number(await vm.check('lsblk -bno SIZE /dev/vda2'));
+      const fsBytes = Number(await vm.check('df -B1 --output=size / | tail -1'));
+      expect(partBytes).toBeGreaterThan((root?.sectors ?? 0) * 512 + 900 * 1024 ** 2);
+      expect(fsBytes).toBeGreaterThan((root?.sectors ?? 0) * 512 + 800 * 1024 ** 2);
+      expect(await vm.check('systemctl is-active pi-image-growroot.service')).toBe('active');
+    });
+
+    it('has the partition table the manifest records', async () => {
+      const m = manifest();
+      const table = JSON.parse(await vm.check('sfdisk --json /dev/vda')) as { partitiontable: { id: string; label: string; partitions: { start: number; size: number; type: string }[] } };
+      expect(table.partitiontable.label).toBe('dos');
+      expect(table.partitiontable.id).toBe(`0x${m.disk.id}`);
+      const [p1, p2] = table.partitiontable.partitions;
+      const [m1, m2] = m.disk.partitions;
+      expect([p1?.start, p1?.size, p1?.type]).toEqual([m1?.start_sector, m1?.sectors, m1?.type]);
+      expect([p2?.start, p2?.type]).toEqual([m2?.start_sector, m2?.type]);
+      expect(p2?.size).toBeGreaterThan(m2?.sectors ?? 0); // grown on first boot
+      expect(await vm.check('findmnt -no SOURCE /')).toBe('/dev/vda2');
+      expect(await vm.check(`blkid -s PARTUUID -o value /dev/vda2`)).toBe(`${m.disk.id}-02`);
+    });
+  });
+});

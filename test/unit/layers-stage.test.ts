@@ -1,0 +1,113 @@
+import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { describe, expect, it } from 'vitest';
+import { planBuild } from '../../src/build/pipeline.js';
+import { readAll, readTar, type TarHeader } from '../../src/build/rootfs-tar.js';
+import { runLayersStage } from '../../src/build/stages/layers.js';
+import { resolveConfig } from '../../src/config/config.js';
+import { silentReporter } from '../../src/progress.js';
+
+const FIXTURE_LAYER = join(import.meta.dirname, '../fixtures/layers/serial-console');
+const OLD = new Date(1_000_000_000_000);
+const NEW = new Date(2_000_000_000_000);
+
+/** A small stand-in for an mmdebstrap rootfs with the entry kinds a real one has. */
+async function makeBaseTar(path: string): Promise<void> {
+  const pack = tar.pack();
+  const done = pipeline(pack as unknown as NodeJS.ReadableStream, createWriteStream(path));
+  const add = (h: TarHeader, body?: string) =>
+    new Promise<void>((resolve, reject) => {
+      const cb = (e?: Error | null) => (e ? reject(e) : resolve());
+      if (body === undefined) pack.entry({ uid: 0, gid: 0, mtime: OLD, ...h }, cb);
+      else pack.entry({ uid: 0, gid: 0, mtime: OLD, mode: 0o644, ...h }, body, cb);
+    });
+  await add({ name: './', type: 'directory', mode: 0o755 });
+  for (const d of ['etc', 'etc/ssh', 'boot', 'usr', 'usr/bin', 'var', 'var/lib', 'var/lib/dbus']) await add({ name: `./${d}/`, type: 'directory', mode: 0o755 });
+  await add({ name: './etc/hostname', type: 'file' }, 'debian\n');
+  await add({ name: './etc/ssh/ssh_host_ed25519_key', type: 'file', mode: 0o600 }, 'SECRET KEY');
+  await add({ name: './var/lib/dbus/machine-id', type: 'file' }, 'abc\n');
+  await add({ name: './boot/vmlinuz-6.12.0-1-arm64', type: 'file', mtime: NEW }, 'KERNEL');
+  await add({ name: './boot/initrd.img-6.12.0-1-arm64', type: 'file' }, 'INITRD');
+  await add({ name: './usr/bin/ping', type: 'file', mode: 0o755, pax: { 'SCHILY.xattr.security.capability': 'cap', mtime: '123.5' } } as TarHeader, 'PING');
+  await add({ name: './usr/bin/ping4', type: 'link', linkname: './usr/bin/ping', size: 0 });
+  await add({ name: './vmlinuz', type: 'symlink', linkname: 'boot/vmlinuz-6.12.0-1-arm64' });
+  pack.finalize();
+  await done;
+}
+
+describe('layers stage', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pi-image-layers-'));
+  const baseTar = join(dir, 'base.tar');
+  await makeBaseTar(baseTar);
+  const { plan, layers } = await planBuild(resolveConfig({ hostname: 'node-a', layers: [FIXTURE_LAYER] }, {}), { env: {} });
+  const out = join(dir, 'out');
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(out);
+  const sde = 1_500_000_000;
+  const meta = await runLayersStage({ plan, layers, baseTar, sourceDateEpoch: sde, outDir: out, reporter: silentReporter });
+  const entries = new Map<string, { header: TarHeader; content: string }>();
+  for await (const { header, name, body } of readTar(join(out, 'rootfs.tar'))) entries.set(name, { header, content: (await readAll(body)).toString() });
+
+  it('renders overlay templates and replaces base files', () => {
+    expect(entries.get('etc/hostname')?.content).toBe('node-a\n');
+    expect(entries.get('etc/fstab')?.content).toContain(`PARTUUID=${plan.disk.rootPartuuid}  /  `);
+    expect(entries.get('usr/local/bin/pi-image-test-marker')?.content).toContain('marker node-a');
+  });
+
+  it('sets owner, mode and mtime per entry', () => {
+    const marker = entries.get('usr/local/bin/pi-image-test-marker')?.header;
+    expect(marker?.mode).toBe(0o750);
+    expect([marker?.uid, marker?.gid]).toEqual([0, 4]);
+    expect(marker?.mtime?.getTime()).toBe(sde * 1000);
+    expect(entries.get('usr/lib/pi-image/growroot')?.header.mode).toBe(0o755);
+    expect(entries.get('etc/hosts')?.header.mode).toBe(0o644);
+    expect(entries.get('usr/local/bin')?.header.type).toBe('directory');
+  });
+
+  it('clamps newer base mtimes to SOURCE_DATE_EPOCH and keeps older ones', () => {
+    expect(entries.get('boot/vmlinuz-6.12.0-1-arm64')?.header.mtime?.getTime()).toBe(sde * 1000);
+    expect(entries.get('etc/ssh')?.header.mtime?.getTime()).toBe(OLD.getTime());
+  });
+
+  it('drops removed paths (host keys, dbus machine-id)', () => {
+    expect(entries.has('etc/ssh/ssh_host_ed25519_key')).toBe(false);
+    expect(entries.has('var/lib/dbus/machine-id')).toBe(false);
+  });
+
+  it('keeps hard links, symlinks and extended attributes, and drops stale pax times', () => {
+    expect(entries.get('usr/bin/ping4')?.header).toMatchObject({ type: 'link', linkname: 'usr/bin/ping' });
+    expect(entries.get('vmlinuz')?.header).toMatchObject({ type: 'symlink', linkname: 'boot/vmlinuz-6.12.0-1-arm64' });
+    expect(entries.get('usr/bin/ping')?.header.pax).toMatchObject({ 'SCHILY.xattr.security.capability': 'cap' });
+    expect(entries.get('usr/bin/ping')?.header.pax).not.toHaveProperty('mtime');
+  });
+
+  it('enables overlay units with symlinks', () => {
+    expect(entries.get('etc/systemd/system/local-fs.target.wants/pi-image-growroot.service')?.header).toMatchObject({
+      type: 'symlink',
+      linkname: '/etc/systemd/system/pi-image-growroot.service',
+    });
+  });
+
+  it('puts kernel, initrd and cmdline.txt on the boot partition and creates its mountpoint', () => {
+    expect(readFileSync(join(out, 'boot/vmlinuz'), 'utf8')).toBe('KERNEL');
+    expect(readFileSync(join(out, 'boot/initrd.img'), 'utf8')).toBe('INITRD');
+    expect(readFileSync(join(out, 'boot/cmdline.txt'), 'utf8')).toBe(plan.boot.cmdline);
+    expect(meta.bootFiles.map((f) => f.path)).toEqual(['cmdline.txt', 'initrd.img', 'vmlinuz']);
+    expect(entries.get('boot/firmware')?.header.type).toBe('directory');
+  });
+
+  it('counts what the root file system must hold', () => {
+    expect(meta.inodes).toBe([...entries.values()].filter((e) => e.header.type !== 'link').length);
+    expect(meta.contentBytes % 4096).toBe(0);
+  });
+
+  it('writes the same tar for the same inputs', async () => {
+    const again = join(dir, 'again');
+    mkdirSync(again);
+    await runLayersStage({ plan, layers, baseTar, sourceDateEpoch: sde, outDir: again, reporter: silentReporter });
+    expect(readFileSync(join(again, 'rootfs.tar')).equals(readFileSync(join(out, 'rootfs.tar')))).toBe(true);
+  });
+});

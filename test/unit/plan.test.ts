@@ -1,0 +1,77 @@
+import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { planBuild } from '../../src/build/pipeline.js';
+import { resolveConfig } from '../../src/config/config.js';
+import { mmdebstrapArgs } from '../../src/tools/mmdebstrap.js';
+
+const FIXTURE_LAYER = join(import.meta.dirname, '../fixtures/layers/serial-console');
+
+describe('plan', () => {
+  it('resolves the qemu board with its layers in order', async () => {
+    const { plan } = await planBuild(resolveConfig({}, {}), { env: {} });
+    expect(plan.board.name).toBe('qemu');
+    expect(plan.layers.map((l) => l.name)).toEqual(['system', 'growroot', 'ssh-hostkeys']);
+    expect(plan.base.packages).toEqual([...plan.base.packages].sort());
+    expect(plan.base.packages).toEqual(expect.arrayContaining(['linux-image-arm64', 'openssh-server', 'cloud-guest-utils']));
+    expect(plan.boot.cmdline).toMatch(new RegExp(`root=PARTUUID=${plan.disk.diskId}-02 `));
+    expect(plan.outputs.img).toBe('pi-image-qemu.img');
+    expect(plan.sourceDateEpoch).toEqual({ value: null, from: 'base rootfs' });
+  });
+
+  it('takes SOURCE_DATE_EPOCH from the config, then the environment', async () => {
+    expect((await planBuild(resolveConfig({ source_date_epoch: 5 }, {}), { env: { SOURCE_DATE_EPOCH: '7' } })).plan.sourceDateEpoch).toEqual({ value: 5, from: 'config' });
+    expect((await planBuild(resolveConfig({}, {}), { env: { SOURCE_DATE_EPOCH: '7' } })).plan.sourceDateEpoch).toEqual({ value: 7, from: 'environment' });
+  });
+
+  it('gives the same keys for the same inputs', async () => {
+    const a = (await planBuild(resolveConfig({}, {}), { env: {} })).plan;
+    const b = (await planBuild(resolveConfig({}, {}), { env: {} })).plan;
+    expect(a.cacheKeys).toEqual(b.cacheKeys);
+  });
+
+  it('changes only the layers key when an overlay file changes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pi-image-plan-'));
+    cpSync(FIXTURE_LAYER, join(dir, 'layer'), { recursive: true });
+    const config = resolveConfig({ layers: [join(dir, 'layer')] }, {});
+    const before = (await planBuild(config, { env: {} })).plan.cacheKeys;
+    writeFileSync(join(dir, 'layer/overlay/usr/local/bin/pi-image-test-marker.hbs'), '#!/bin/sh\necho changed\n');
+    const after = (await planBuild(config, { env: {} })).plan.cacheKeys;
+    expect(after.base).toBe(before.base);
+    expect(after.layers).not.toBe(before.layers);
+  });
+
+  it('changes the base key when the package set changes', async () => {
+    const a = (await planBuild(resolveConfig({}, {}), { env: {} })).plan.cacheKeys;
+    const b = (await planBuild(resolveConfig({ packages: ['htop'] }, {}), { env: {} })).plan.cacheKeys;
+    expect(b.base).not.toBe(a.base);
+  });
+
+  it('rejects an unknown board and a layer requiring a missing layer', async () => {
+    await expect(planBuild(resolveConfig({ board: 'pi3' }, {}))).rejects.toThrow(/unknown board "pi3"; available boards: pi4, pi5, qemu/);
+    const dir = mkdtempSync(join(tmpdir(), 'pi-image-plan-'));
+    cpSync(FIXTURE_LAYER, join(dir, 'layer'), { recursive: true });
+    writeFileSync(join(dir, 'layer/layer.yaml'), 'name: needy\ndescription: x\nrequires: [nothere]\n');
+    await expect(planBuild(resolveConfig({ layers: [join(dir, 'layer')] }, {}))).rejects.toThrow(/layer needy requires layer "nothere"/);
+  });
+
+  it('renders config.txt for the Pi boards', async () => {
+    const { plan } = await planBuild(resolveConfig({ board: 'pi5' }, {}), { env: {} });
+    expect(plan.boot.configTxt).toContain('[all]\narm_64bit=1\nkernel=vmlinuz\ninitramfs initrd.img followkernel');
+    expect(plan.boot.cmdline).toContain('console=serial0,115200 console=tty1 root=PARTUUID=');
+  });
+
+  it('makes the mmdebstrap command line from the plan', async () => {
+    const { plan } = await planBuild(resolveConfig({ apt: { check_valid_until: false }, mirrors: ['http://m.example/debian'] }, {}), { env: {} });
+    const args = mmdebstrapArgs(plan.base, '/tmp/x.tar', { root: true });
+    expect(args).toContain('--mode=root');
+    expect(args).toContain('--arch=arm64');
+    expect(args).toContain('--variant=minbase');
+    expect(args).toContain('--aptopt=Acquire::Check-Valid-Until "false"');
+    expect(args).toContain(`--include=${plan.base.packages.join(',')}`);
+    expect(args).toContain('--customize-hook=chroot "$1" systemctl enable systemd-networkd.service');
+    expect(args.slice(-3)).toEqual(['trixie', '/tmp/x.tar', 'deb http://m.example/debian trixie main']);
+    expect(mmdebstrapArgs(plan.base, '/tmp/x.tar', { root: false })).toContain('--mode=unshare');
+  });
+});
