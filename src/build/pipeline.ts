@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { ConfigError, HostToolMissingError, PiImageError, StageError } from '../errors.js';
@@ -8,6 +8,7 @@ import { checkHost } from '../tools/host-tools.js';
 import { StageCache } from './cache.js';
 import { makePlan, type Plan } from './plan.js';
 import { loadBoard, loadLayer, orderLayers, type Layer } from './profiles.js';
+import { loadTuningProfile } from '../tuning/profile.js';
 import { runArtifactsStage, type Manifest } from './stages/artifacts.js';
 import { runBaseStage, type BaseMeta } from './stages/base.js';
 import { runDiskStage } from './stages/disk.js';
@@ -41,7 +42,8 @@ export async function planBuild(config: Config, opts: { configDir?: string; env?
     names.add(layer.name);
   }
   const layers = orderLayers(loaded);
-  return { plan: makePlan(config, board, layers, opts.env), layers };
+  const tuning = await loadTuningProfile(config.tuning_profile ?? board.tuning);
+  return { plan: makePlan(config, board, layers, tuning, opts.env), layers };
 }
 
 /** An existing --out must be empty or an earlier pi-image output: it is replaced whole. */
@@ -109,7 +111,15 @@ export async function build(opts: {
 
   const layersMeta = await stage<LayersMeta>('layers', `layers: ${plan.layers.map((l) => l.name).join(', ')}`, plan.cacheKeys.layers, () =>
     cachedJson('layers', plan.cacheKeys.layers, (dir) =>
-      runLayersStage({ plan, layers, baseTar: join(cache.entry('base', plan.cacheKeys.base), 'rootfs.tar'), sourceDateEpoch, outDir: dir, reporter }),
+      runLayersStage({
+        plan,
+        layers,
+        baseTar: join(cache.entry('base', plan.cacheKeys.base), 'rootfs.tar'),
+        timers: baseMeta.timers,
+        sourceDateEpoch,
+        outDir: dir,
+        reporter,
+      }),
     ),
   );
   const layersDir = cache.entry('layers', plan.cacheKeys.layers);
@@ -126,6 +136,7 @@ export async function build(opts: {
       cached: false,
     }));
     if (signal?.aborted) throw signal.reason;
+    await chmod(workDir, 0o755); // mkdtemp made it private; the output is not
     await publish(workDir, outDir);
     await cache.prune('layers', 3);
     await cache.prune('base', 3);

@@ -5,6 +5,9 @@ import { TOOL_VERSION } from '../version.js';
 import { contentHash } from './hash.js';
 import type { BoardProfile, Layer } from './profiles.js';
 import Handlebars from 'handlebars';
+import { ConfigError } from '../errors.js';
+import { forbiddenConfigTxtKeys } from '../tuning/render.js';
+import { resolveLevers, type ResolvedLever, type TuningProfile } from '../tuning/profile.js';
 
 /**
  * Bump when what a stage produces changes for the same inputs (e.g. a new mke2fs option),
@@ -40,7 +43,7 @@ export interface Plan {
     initramfsModules?: string[];
   };
   layers: PlannedLayer[];
-  tuning: string | null;
+  tuning: { profile: string; levers: ResolvedLever[] };
   engine: string | null;
   boot: {
     offsetMib: number;
@@ -87,7 +90,21 @@ function fileMode(layer: Layer, path: string): { mode: string; uid: number; gid:
   return { mode: (attrs.mode ?? '0644').padStart(4, '0'), uid: attrs.uid ?? 0, gid: attrs.gid ?? 0 };
 }
 
-export function makePlan(config: Config, board: BoardProfile, layers: Layer[], env: NodeJS.ProcessEnv = process.env): Plan {
+/** config.txt sections from the board, then each layer, then pi-image.yaml: composed once, rendered once. */
+export function composeConfigTxt(board: BoardProfile, layers: Layer[], config: Config): Record<string, string[]> {
+  const sections: Record<string, string[]> = {};
+  const add = (from: Record<string, string[]> | undefined) => {
+    for (const [section, lines] of Object.entries(from ?? {})) sections[section] = [...(sections[section] ?? []), ...lines];
+  };
+  add(board.boot.config_txt);
+  for (const layer of layers) add(layer.config_txt);
+  // NVMe on a Pi 5 sits behind the external PCIe connector, off by default.
+  if (config.storage === 'nvme') add({ pi5: ['dtparam=pciex1'] });
+  add(config.config_txt);
+  return sections;
+}
+
+export function makePlan(config: Config, board: BoardProfile, layers: Layer[], tuning: TuningProfile, env: NodeJS.ProcessEnv = process.env): Plan {
   const name = config.name ?? `pi-image-${board.name}`;
   const suite = config.suite ?? board.suite;
   const components = config.components ?? board.components;
@@ -133,7 +150,7 @@ export function makePlan(config: Config, board: BoardProfile, layers: Layer[], e
     hostname: config.hostname,
     base,
     layers: plannedLayers,
-    tuning: null,
+    tuning: { profile: tuning.name, levers: resolveLevers(tuning, board.name, config.tuning) },
     engine: null,
     boot: {
       offsetMib: board.boot.offset_mib,
@@ -155,8 +172,17 @@ export function makePlan(config: Config, board: BoardProfile, layers: Layer[], e
     },
     cacheKeys: { base: '', layers: '' },
   };
-  plan.boot.cmdline = renderCmdline(board.boot.cmdline.map((w, i) => renderTemplate(w, plan, `cmdline word ${i + 1}`)));
-  plan.boot.configTxt = board.boot.config_txt ? renderConfigTxt(board.boot.config_txt) : null;
+  const cmdlineWords = [...board.boot.cmdline, ...layers.flatMap((l) => l.cmdline)];
+  plan.boot.cmdline = renderCmdline(cmdlineWords.map((w, i) => renderTemplate(w, plan, `cmdline word ${i + 1}`)));
+  const sections = composeConfigTxt(board, layers, config);
+  const overclock = forbiddenConfigTxtKeys(plan.tuning.levers, sections);
+  if (overclock.length) {
+    throw new ConfigError(
+      `config.txt would overclock: ${overclock.map((h) => `"${h.line}" in [${h.section}]`).join(', ')}; the tuning profile ${tuning.name} forbids it (lever ${overclock[0]?.lever})`,
+      'the measured figures are at nominal clocks: remove the key from the layer or pi-image.yaml, or switch the lever off with tuning: { no_overclock: false }',
+    );
+  }
+  plan.boot.configTxt = board.boot.config_txt ? renderConfigTxt(sections) : null;
 
   plan.cacheKeys.base = contentHash({ recipe: STAGE_RECIPES.base, base });
   plan.cacheKeys.layers = contentHash({
@@ -165,6 +191,7 @@ export function makePlan(config: Config, board: BoardProfile, layers: Layer[], e
     layers: plannedLayers.map(({ origin: _origin, ...rest }) => rest),
     context: templateContext(plan),
     boot: plan.boot,
+    tuning: plan.tuning,
     sde: sourceDateEpoch.value,
   });
   return plan;

@@ -4,7 +4,7 @@ import { join, relative, resolve, sep } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ProfileError } from '../errors.js';
 import { validateAgainst } from '../config/validate.js';
-import { IMAGE_DIR, OVERLAY_DIR } from '../paths.js';
+import { IMAGE_DIR, OVERLAY_DIR, PACKAGE_ROOT } from '../paths.js';
 
 export interface BoardProfile {
   name: string;
@@ -16,6 +16,7 @@ export interface BoardProfile {
   packages: string[];
   initramfs_modules?: string[];
   layers: string[];
+  tuning: string;
   boot: {
     partition_mib: number;
     offset_mib: number;
@@ -34,6 +35,9 @@ export interface LayerDefinition {
   files: Record<string, { mode?: string; uid?: number; gid?: number }>;
   remove: string[];
   enable: { unit: string; wanted_by: string }[];
+  config_txt: Record<string, string[]>;
+  cmdline: string[];
+  build_files: Record<string, { from: string; mode?: string }>;
 }
 
 export interface OverlayFile {
@@ -126,6 +130,15 @@ export async function loadLayer(ref: string, baseDir = process.cwd()): Promise<L
       template,
       sha256: createHash('sha256').update(content).digest('hex'),
     });
+  }
+  for (const [path, { from, mode }] of Object.entries(def.build_files)) {
+    const source = join(PACKAGE_ROOT, from);
+    const content = await readFile(source).catch(() => {
+      throw new ProfileError(`layer ${def.name}: ${from} (for /${path}) is missing`, 'run `npm run build` first');
+    });
+    if (overlay.some((f) => f.path === path)) throw new ProfileError(`layer ${def.name}: ${path} is both in build_files and in the overlay`);
+    overlay.push({ path, source, template: false, sha256: createHash('sha256').update(content).digest('hex') });
+    if (mode) def.files[path] = { ...def.files[path], mode };
   }
   for (const path of Object.keys(def.files)) {
     const known = overlay.some((f) => f.path === path || f.path.startsWith(`${path}/`));

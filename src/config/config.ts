@@ -17,12 +17,16 @@ export interface Config {
   name?: string;
   out: string;
   hostname: string;
+  storage: 'sd' | 'nvme' | 'usb';
   suite?: string;
   mirrors: string[];
   components?: string[];
   apt: { check_valid_until: boolean; extra_sources: AptSource[] };
   packages: string[];
   layers: string[];
+  config_txt: Record<string, string[]>;
+  tuning_profile?: string;
+  tuning: Record<string, boolean | string | number>;
   rootfs: { headroom_mib: number };
   compression: { level: number };
   source_date_epoch?: number;

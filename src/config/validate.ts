@@ -23,7 +23,7 @@ ajv.addVocabulary(['x-flag', 'x-secret']);
 
 const compiled = new Map<string, ValidateFunction>();
 
-export function loadSchema(name: 'config' | 'board' | 'layer'): JsonSchema {
+export function loadSchema(name: 'config' | 'board' | 'layer' | 'tuning'): JsonSchema {
   return JSON.parse(readFileSync(join(IMAGE_DIR, 'schema', `${name}.schema.json`), 'utf8')) as JsonSchema;
 }
 
@@ -31,7 +31,7 @@ export function loadSchema(name: 'config' | 'board' | 'layer'): JsonSchema {
  * Validates (and fills defaults into) `data`; returns readable problems, one per line,
  * each naming the key, the bad value and what is allowed.
  */
-export function validateAgainst(name: 'config' | 'board' | 'layer', data: unknown): string[] {
+export function validateAgainst(name: 'config' | 'board' | 'layer' | 'tuning', data: unknown): string[] {
   let validate = compiled.get(name);
   if (!validate) {
     validate = ajv.compile(loadSchema(name));

@@ -111,7 +111,8 @@ export class QemuVm {
     const n = ++this.commandSeq;
     const from = this.output.length;
     this.send(`echo @@B${n}@@; ${command}; echo "@@E${n}:$?@@"\n`);
-    const begin = await this.waitFor(new RegExp(`(^|\\n)@@B${n}@@\\r?\\n`), timeoutMs, from);
+    // The echoed command line has "@@B1@@;" and "@@E1:$?@@": only real output matches these.
+    const begin = await this.waitFor(new RegExp(`@@B${n}@@\\r?\\n`), timeoutMs, from);
     const startAt = from + (begin.index ?? 0) + begin[0].length;
     const end = await this.waitFor(new RegExp(`@@E${n}:(\\d+)@@`), timeoutMs, startAt);
     const output = this.output.slice(startAt, startAt + (end.index ?? 0)).replace(/\r/g, '');

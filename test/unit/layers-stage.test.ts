@@ -47,7 +47,7 @@ describe('layers stage', async () => {
   const { mkdirSync } = await import('node:fs');
   mkdirSync(out);
   const sde = 1_500_000_000;
-  const meta = await runLayersStage({ plan, layers, baseTar, sourceDateEpoch: sde, outDir: out, reporter: silentReporter });
+  const meta = await runLayersStage({ plan, layers, baseTar, timers: ['apt-daily.timer', 'fstrim.timer'], sourceDateEpoch: sde, outDir: out, reporter: silentReporter });
   const entries = new Map<string, { header: TarHeader; content: string }>();
   for await (const { header, name, body } of readTar(join(out, 'rootfs.tar'))) entries.set(name, { header, content: (await readAll(body)).toString() });
 
@@ -107,7 +107,41 @@ describe('layers stage', async () => {
   it('writes the same tar for the same inputs', async () => {
     const again = join(dir, 'again');
     mkdirSync(again);
-    await runLayersStage({ plan, layers, baseTar, sourceDateEpoch: sde, outDir: again, reporter: silentReporter });
+    await runLayersStage({ plan, layers, baseTar, timers: ['apt-daily.timer', 'fstrim.timer'], sourceDateEpoch: sde, outDir: again, reporter: silentReporter });
     expect(readFileSync(join(again, 'rootfs.tar')).equals(readFileSync(join(out, 'rootfs.tar')))).toBe(true);
+  });
+});
+
+describe('layers stage: tuning profile', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pi-image-tuning-'));
+  const baseTar = join(dir, 'base.tar');
+  await makeBaseTar(baseTar);
+  const read = async (tuning: Record<string, boolean | string | number>) => {
+    const { plan, layers } = await planBuild(resolveConfig({ tuning }, {}), { env: {} });
+    const out = mkdtempSync(join(dir, 'out-'));
+    await runLayersStage({ plan, layers, baseTar, timers: ['apt-daily.timer', 'fstrim.timer'], sourceDateEpoch: 1_500_000_000, outDir: out, reporter: silentReporter });
+    const entries = new Map<string, { header: TarHeader; content: string }>();
+    for await (const { header, name, body } of readTar(join(out, 'rootfs.tar'))) entries.set(name, { header, content: (await readAll(body)).toString() });
+    return entries;
+  };
+
+  it('puts sysctls, modules, the engine drop-in, timer masks and the doctor state into the image', async () => {
+    const entries = await read({});
+    expect(entries.get('etc/sysctl.d/90-pi-image-tuning.conf')?.content).toContain('vm.swappiness = 1');
+    expect(entries.get('etc/modules-load.d/pi-image-tuning.conf')?.content).toContain('tcp_bbr');
+    expect(entries.get('etc/systemd/system/pi-image-engine.service.d/10-tuning.conf')?.content).toContain('LimitMEMLOCK=infinity');
+    expect(entries.get('etc/systemd/system/apt-daily.timer')?.header).toMatchObject({ type: 'symlink', linkname: '/dev/null' });
+    const state = JSON.parse(entries.get('etc/pi-image/tuning.json')?.content ?? '{}');
+    expect(state.masked_timers).toEqual(['apt-daily.timer', 'fstrim.timer']);
+  });
+
+  it('leaves out a lever switched off, and records it as disabled', async () => {
+    const entries = await read({ swappiness: false, quiet_node: false, busy_poll: 20 });
+    const sysctl = entries.get('etc/sysctl.d/90-pi-image-tuning.conf')?.content ?? '';
+    expect(sysctl).not.toContain('vm.swappiness');
+    expect(sysctl).toContain('net.core.busy_read = 20');
+    expect(entries.has('etc/systemd/system/apt-daily.timer')).toBe(false);
+    const state = JSON.parse(entries.get('etc/pi-image/tuning.json')?.content ?? '{}');
+    expect(state.levers.find((l: { id: string }) => l.id === 'swappiness').enabled).toBe(false);
   });
 });

@@ -12,9 +12,9 @@ describe('plan', () => {
   it('resolves the qemu board with its layers in order', async () => {
     const { plan } = await planBuild(resolveConfig({}, {}), { env: {} });
     expect(plan.board.name).toBe('qemu');
-    expect(plan.layers.map((l) => l.name)).toEqual(['system', 'growroot', 'ssh-hostkeys']);
+    expect(plan.layers.map((l) => l.name)).toEqual(['system', 'growroot', 'ssh-hostkeys', 'pi-node', 'tuning']);
     expect(plan.base.packages).toEqual([...plan.base.packages].sort());
-    expect(plan.base.packages).toEqual(expect.arrayContaining(['linux-image-arm64', 'openssh-server', 'cloud-guest-utils']));
+    expect(plan.base.packages).toEqual(expect.arrayContaining(['linux-image-arm64', 'openssh-server', 'fdisk']));
     expect(plan.boot.cmdline).toMatch(new RegExp(`root=PARTUUID=${plan.disk.diskId}-02 `));
     expect(plan.outputs.img).toBe('pi-image-qemu.img');
     expect(plan.sourceDateEpoch).toEqual({ value: null, from: 'base rootfs' });

@@ -16,7 +16,11 @@ export interface BaseMeta {
   /** Newest file time in the rootfs: the default SOURCE_DATE_EPOCH, derived from the inputs. */
   newestMtime: number;
   mmdebstrapSeconds: number;
+  /** Timer units the base system ships (file or symlink, not templates). */
+  timers: string[];
 }
+
+const TIMER_UNIT = /^(?:usr\/lib|lib|etc)\/systemd\/system\/([^/@]+\.timer)$/;
 
 /** Installed packages from dpkg's status file. */
 export function parseDpkgStatus(text: string): InstalledPackage[] {
@@ -45,13 +49,16 @@ export async function runBaseStage(opts: {
 
   let packages: InstalledPackage[] = [];
   let newestMtime = 0;
+  const timers = new Set<string>();
   opts.reporter.emit({ type: 'stage-progress', stage: 'base', detail: 'reading the package list' });
   for await (const { header, name, body } of readTar(tarPath)) {
     newestMtime = Math.max(newestMtime, Math.floor((header.mtime?.getTime() ?? 0) / 1000));
+    const timer = TIMER_UNIT.exec(name)?.[1];
+    if (timer) timers.add(timer);
     if (name === 'var/lib/dpkg/status') packages = parseDpkgStatus((await readAll(body)).toString('utf8'));
     else await drain(body);
   }
-  const meta: BaseMeta = { packages, newestMtime, mmdebstrapSeconds };
+  const meta: BaseMeta = { packages, newestMtime, mmdebstrapSeconds, timers: [...timers].sort() };
   await writeFile(join(opts.outDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
   return meta;
 }

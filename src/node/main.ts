@@ -1,0 +1,55 @@
+// pi-node: the on-device agent. Bundled into one file (dist/node/pi-node.cjs) for the image.
+import { applyCpuTuning, applyNicTuning } from './apply-tuning.js';
+import { formatDoctor, runDoctor } from './doctor.js';
+import { loadTuningState } from './tuning-state.js';
+
+const USAGE = `usage: pi-node <command>
+
+commands:
+  doctor [--json]            compare every lever of the tuning profile with this node's real state;
+                             exits 1 if any lever drifted
+  apply-tuning --nic <if>    apply the NIC levers to one interface (run at boot by pi-image-nic-tuning@.service)
+  apply-tuning --cpu         apply the CPU governor lever (run at boot by pi-image-cpu-tuning.service)
+  help                       this text
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  const log = (line: string) => process.stdout.write(`${line}\n`);
+  switch (command) {
+    case 'doctor': {
+      const reports = await runDoctor(await loadTuningState());
+      process.stdout.write(args.includes('--json') ? `${JSON.stringify({ levers: reports }, null, 2)}\n` : formatDoctor(reports));
+      return reports.some((r) => r.status === 'drift') ? 1 : 0;
+    }
+    case 'apply-tuning': {
+      const state = await loadTuningState();
+      const nicAt = args.indexOf('--nic');
+      if (nicAt >= 0 && args[nicAt + 1]) await applyNicTuning(state, args[nicAt + 1] as string, log);
+      else if (args.includes('--cpu')) await applyCpuTuning(state, log);
+      else {
+        process.stderr.write(USAGE);
+        return 2;
+      }
+      return 0;
+    }
+    case 'help':
+    case '--help':
+    case undefined:
+      process.stdout.write(USAGE);
+      return command ? 0 : 2;
+    default:
+      process.stderr.write(`pi-node: unknown command "${command}"\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`pi-node: ${(error as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);
