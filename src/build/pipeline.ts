@@ -8,7 +8,8 @@ import { checkHost } from '../tools/host-tools.js';
 import { StageCache } from './cache.js';
 import { makePlan, type Plan } from './plan.js';
 import { loadBoard, loadLayer, orderLayers, type Layer } from './profiles.js';
-import { loadTuningProfile } from '../tuning/profile.js';
+import { loadTuningProfile, resolveLevers } from '../tuning/profile.js';
+import { planBootloader } from '../firmware/bootloader-plan.js';
 import { runArtifactsStage, type Manifest } from './stages/artifacts.js';
 import { runBaseStage, type BaseMeta } from './stages/base.js';
 import { runDiskStage } from './stages/disk.js';
@@ -42,8 +43,10 @@ export async function planBuild(config: Config, opts: { configDir?: string; env?
     names.add(layer.name);
   }
   const layers = orderLayers(loaded);
-  const tuning = await loadTuningProfile(config.tuning_profile ?? board.tuning);
-  return { plan: makePlan(config, board, layers, tuning, opts.env), layers };
+  const profile = await loadTuningProfile(config.tuning_profile ?? board.tuning);
+  const levers = resolveLevers(profile, board.name, config.tuning);
+  const bootloader = await planBootloader(config, board.name, levers, opts.configDir ?? process.cwd());
+  return { plan: makePlan(config, board, layers, { profile, levers }, bootloader, opts.env), layers };
 }
 
 /** An existing --out must be empty or an earlier pi-image output: it is replaced whole. */

@@ -7,7 +7,8 @@ import type { BoardProfile, Layer } from './profiles.js';
 import Handlebars from 'handlebars';
 import { ConfigError } from '../errors.js';
 import { forbiddenConfigTxtKeys } from '../tuning/render.js';
-import { resolveLevers, type ResolvedLever, type TuningProfile } from '../tuning/profile.js';
+import type { BootloaderPlan } from '../firmware/bootloader-plan.js';
+import type { ResolvedLever, TuningProfile } from '../tuning/profile.js';
 
 /**
  * Bump when what a stage produces changes for the same inputs (e.g. a new mke2fs option),
@@ -44,6 +45,7 @@ export interface Plan {
   };
   layers: PlannedLayer[];
   tuning: { profile: string; levers: ResolvedLever[] };
+  bootloader: BootloaderPlan;
   engine: string | null;
   boot: {
     offsetMib: number;
@@ -104,7 +106,14 @@ export function composeConfigTxt(board: BoardProfile, layers: Layer[], config: C
   return sections;
 }
 
-export function makePlan(config: Config, board: BoardProfile, layers: Layer[], tuning: TuningProfile, env: NodeJS.ProcessEnv = process.env): Plan {
+export function makePlan(
+  config: Config,
+  board: BoardProfile,
+  layers: Layer[],
+  tuning: { profile: TuningProfile; levers: ResolvedLever[] },
+  bootloader: BootloaderPlan,
+  env: NodeJS.ProcessEnv = process.env,
+): Plan {
   const name = config.name ?? `pi-image-${board.name}`;
   const suite = config.suite ?? board.suite;
   const components = config.components ?? board.components;
@@ -150,7 +159,8 @@ export function makePlan(config: Config, board: BoardProfile, layers: Layer[], t
     hostname: config.hostname,
     base,
     layers: plannedLayers,
-    tuning: { profile: tuning.name, levers: resolveLevers(tuning, board.name, config.tuning) },
+    tuning: { profile: tuning.profile.name, levers: tuning.levers },
+    bootloader,
     engine: null,
     boot: {
       offsetMib: board.boot.offset_mib,
@@ -178,7 +188,7 @@ export function makePlan(config: Config, board: BoardProfile, layers: Layer[], t
   const overclock = forbiddenConfigTxtKeys(plan.tuning.levers, sections);
   if (overclock.length) {
     throw new ConfigError(
-      `config.txt would overclock: ${overclock.map((h) => `"${h.line}" in [${h.section}]`).join(', ')}; the tuning profile ${tuning.name} forbids it (lever ${overclock[0]?.lever})`,
+      `config.txt would overclock: ${overclock.map((h) => `"${h.line}" in [${h.section}]`).join(', ')}; the tuning profile ${tuning.profile.name} forbids it (lever ${overclock[0]?.lever})`,
       'the measured figures are at nominal clocks: remove the key from the layer or pi-image.yaml, or switch the lever off with tuning: { no_overclock: false }',
     );
   }
@@ -192,6 +202,7 @@ export function makePlan(config: Config, board: BoardProfile, layers: Layer[], t
     context: templateContext(plan),
     boot: plan.boot,
     tuning: plan.tuning,
+    bootloader,
     sde: sourceDateEpoch.value,
   });
   return plan;

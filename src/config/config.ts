@@ -27,6 +27,15 @@ export interface Config {
   config_txt: Record<string, string[]>;
   tuning_profile?: string;
   tuning: Record<string, boolean | string | number>;
+  bootloader: {
+    sdram_banklow?: number;
+    boot_order?: ('sd' | 'usb' | 'nvme' | 'network')[];
+    pcie_probe?: number;
+    power_off_on_halt?: number;
+    extra?: Record<string, string | number>;
+    image?: string;
+    recovery?: string;
+  };
   rootfs: { headroom_mib: number };
   compression: { level: number };
   source_date_epoch?: number;

@@ -22,8 +22,32 @@ function expectOk(run: CliRun): void {
   if (run.exitCode !== 0) throw new Error(`build failed (${run.exitCode}):\n${run.stderr}\n${run.stdout.slice(-4000)}`);
 }
 
+/** Boots an image (on a copy grown by 1 GiB) with 4 CPUs like a Pi 5 and a NIC on a restricted user network (no host access). */
+async function bootImage(image: string, name: string): Promise<QemuVm> {
+  const disk = join(work, `${name}.img`);
+  copyFileSync(image, disk);
+  truncateSync(disk, statSync(disk).size + 1024 ** 3); // a bigger "card": the root must grow into it
+  const boot = await extractDirectBootFiles(disk, join(work, `${name}-boot`));
+  const vm = new QemuVm({ image: disk, boot, name, cpus: 4, netArgs: ['-netdev', 'user,id=lan,restrict=on', '-device', 'virtio-net-pci,netdev=lan'] });
+  vm.start();
+  await vm.waitFor(/root@pi-test:~# /, 10 * 60_000);
+  await vm.check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb');
+  await vm.run('systemctl is-system-running --wait', 5 * 60_000);
+  return vm;
+}
+
+interface DoctorReport {
+  levers: { id: string; status: string; reason?: string; checks: { what: string; status: string; actual: string }[] }[];
+}
+
+async function doctor(vm: QemuVm): Promise<{ status: number; report: DoctorReport }> {
+  const { output, status } = await vm.run('pi-node doctor --json', 120_000);
+  return { status, report: JSON.parse(output) as DoctorReport };
+}
+
 describe('qemu board image', () => {
   const out1 = join(work, 'out1');
+  const out3 = join(work, 'out3');
   let first: CliRun;
 
   beforeAll(async () => {
@@ -94,29 +118,22 @@ describe('qemu board image', () => {
     const changed = join(work, 'changed-layer');
     cpSync(layerDir, changed, { recursive: true });
     writeFileSync(join(changed, 'overlay/usr/local/bin/pi-image-test-marker.hbs'), '#!/bin/sh\necho "changed {{hostname}}"\n');
-    const out3 = join(work, 'out3');
-    const third = await runCli(['build', '--board', 'qemu', '--hostname', 'pi-test', '--layer', changed, '--json', '--out', out3], { env });
+    // The same image with one lever switched off: booted below to show it is absent and reported as disabled.
+    const config = join(work, 'lever-off.yaml');
+    writeFileSync(config, 'tuning:\n  swappiness: false\n');
+    const third = await runCli(['build', '--config', config, '--board', 'qemu', '--hostname', 'pi-test', '--layer', changed, '--json', '--out', out3], { env });
     expectOk(third);
     expect(stageCaching(third)).toEqual({ base: true, layers: false, disk: false, artifacts: false });
     expect(manifestOf(out3).inputs.cache_keys.base).toBe(manifestOf(out1).inputs.cache_keys.base);
     expect(manifestOf(out3).inputs.cache_keys.layers).not.toBe(manifestOf(out1).inputs.cache_keys.layers);
-    rmSync(out3, { recursive: true, force: true });
   }, 30 * 60_000);
 
-  describe('booted in qemu-system-aarch64 (virt, cortex-a76, no network)', () => {
+  describe('booted in qemu-system-aarch64 (virt, cortex-a76, restricted network)', () => {
     let vm: QemuVm;
     const manifest = () => manifestOf(out1);
 
     beforeAll(async () => {
-      const disk = join(work, 'boot.img');
-      copyFileSync(join(out1, 'pi-image-qemu.img'), disk);
-      truncateSync(disk, statSync(disk).size + 1024 ** 3); // a bigger "card": the root must grow into it
-      const boot = await extractDirectBootFiles(disk, join(work, 'boot-files'));
-      vm = new QemuVm({ image: disk, boot, name: 'node1' });
-      vm.start();
-      await vm.waitFor(/root@pi-test:~# /, 10 * 60_000);
-      await vm.check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat TERM=dumb');
-      await vm.check('systemctl is-system-running --wait || true', 5 * 60_000);
+      vm = await bootImage(join(out1, 'pi-image-qemu.img'), 'node1');
     }, 15 * 60_000);
 
     afterAll(async () => {
@@ -168,6 +185,61 @@ describe('qemu board image', () => {
       expect(p2?.size).toBeGreaterThan(m2?.sectors ?? 0); // grown on first boot
       expect(await vm.check('findmnt -no SOURCE /')).toBe('/dev/vda2');
       expect(await vm.check(`blkid -s PARTUUID -o value /dev/vda2`)).toBe(`${m.disk.id}-02`);
+    });
+    it('pi-node doctor: every lever that can apply in a VM is ok, every other n/a with a reason, none drifts', async () => {
+      const { status, report } = await doctor(vm);
+      const by = Object.fromEntries(report.levers.map((l) => [l.id, l]));
+      const problems = report.levers.filter((l) => !['ok', 'n/a'].includes(l.status) || (l.status === 'n/a' && !l.reason));
+      expect(problems, JSON.stringify(problems, null, 2)).toEqual([]);
+      expect(status).toBe(0);
+      for (const id of ['tcp_bbr', 'tcp_buffers', 'busy_poll', 'swappiness', 'gro_off', 'nic_cpu', 'napi_defer', 'engine_cpus', 'jemalloc', 'memlock', 'engine_priority', 'quiet_node']) {
+        expect(by[id]?.status, `${id}: ${JSON.stringify(by[id])}`).toBe('ok');
+      }
+      expect(by.cpu_governor).toMatchObject({ status: 'n/a', reason: expect.stringContaining('no cpufreq') });
+      expect(by.sdram_banklow).toMatchObject({ status: 'n/a', reason: expect.stringContaining('this image is for qemu') });
+      expect(by.quiet_node?.checks.map((c) => c.what)).toEqual(expect.arrayContaining(['timer apt-daily.timer', 'timer fstrim.timer']));
+    });
+
+    it('pi-node doctor reports drift and exits non-zero when a sysctl is changed', async () => {
+      await vm.check('sysctl -qw vm.swappiness=60');
+      const { status, report } = await doctor(vm);
+      expect(status).toBe(1);
+      const swappiness = report.levers.find((l) => l.id === 'swappiness');
+      expect(swappiness?.status).toBe('drift');
+      expect(swappiness?.checks[0]).toMatchObject({ what: 'sysctl vm.swappiness', status: 'drift', actual: '60' });
+      expect(await vm.run('pi-node doctor')).toMatchObject({ status: 1, output: expect.stringMatching(/drift\s+swappiness/) });
+      await vm.check('sysctl -qw vm.swappiness=1');
+      expect((await doctor(vm)).status).toBe(0);
+    });
+
+    it('systemd-analyze verify accepts every unit the image adds', async () => {
+      const units = (await vm.check('ls /etc/systemd/system/pi-image-*.service | grep -v @')).split('\n');
+      expect(units.length).toBeGreaterThanOrEqual(4);
+      const nic = (await vm.check("ls /sys/class/net | grep -v '^lo$' | head -1")).trim();
+      const result = await vm.run(`systemd-analyze verify ${units.join(' ')} pi-image-nic-tuning@${nic}.service 2>&1`, 120_000);
+      expect(result, result.output).toMatchObject({ status: 0 });
+      expect(await vm.check(`systemctl is-active pi-image-nic-tuning@${nic}.service pi-image-cpu-tuning.service`)).toBe('active\nactive');
+    });
+  });
+
+  describe('an image with a lever switched off', () => {
+    let vm: QemuVm;
+
+    beforeAll(async () => {
+      vm = await bootImage(join(out3, 'pi-image-qemu.img'), 'node3');
+    }, 15 * 60_000);
+
+    afterAll(async () => {
+      await vm?.kill();
+    });
+
+    it('has no trace of the lever and doctor reports it as disabled', async () => {
+      expect(await vm.check('cat /etc/sysctl.d/90-pi-image-tuning.conf')).not.toContain('swappiness');
+      expect(await vm.check('grep -rl swappiness /etc/sysctl.d /usr/lib/sysctl.d || true')).toBe('');
+      const { status, report } = await doctor(vm);
+      expect(report.levers.find((l) => l.id === 'swappiness')).toMatchObject({ status: 'disabled', reason: expect.stringContaining('switched off') });
+      expect(status).toBe(0);
+      expect(await vm.check('/usr/local/bin/pi-image-test-marker')).toBe('changed pi-test');
     });
   });
 });

@@ -9,16 +9,19 @@ import { readAll, readTar, type TarHeader } from '../../src/build/rootfs-tar.js'
 import { runLayersStage } from '../../src/build/stages/layers.js';
 import { resolveConfig } from '../../src/config/config.js';
 import { silentReporter } from '../../src/progress.js';
+import { parseBootconf, parseSections, readEepromFile } from '../../src/firmware/eeprom.js';
+import { synthesizeEeprom } from '../helpers/eeprom-image.js';
+import { createHash } from 'node:crypto';
 
 const FIXTURE_LAYER = join(import.meta.dirname, '../fixtures/layers/serial-console');
 const OLD = new Date(1_000_000_000_000);
 const NEW = new Date(2_000_000_000_000);
 
 /** A small stand-in for an mmdebstrap rootfs with the entry kinds a real one has. */
-async function makeBaseTar(path: string): Promise<void> {
+async function makeBaseTar(path: string, opts: { eeprom?: boolean } = {}): Promise<void> {
   const pack = tar.pack();
   const done = pipeline(pack as unknown as NodeJS.ReadableStream, createWriteStream(path));
-  const add = (h: TarHeader, body?: string) =>
+  const add = (h: TarHeader, body?: string | Buffer) =>
     new Promise<void>((resolve, reject) => {
       const cb = (e?: Error | null) => (e ? reject(e) : resolve());
       if (body === undefined) pack.entry({ uid: 0, gid: 0, mtime: OLD, ...h }, cb);
@@ -34,6 +37,16 @@ async function makeBaseTar(path: string): Promise<void> {
   await add({ name: './usr/bin/ping', type: 'file', mode: 0o755, pax: { 'SCHILY.xattr.security.capability': 'cap', mtime: '123.5' } } as TarHeader, 'PING');
   await add({ name: './usr/bin/ping4', type: 'link', linkname: './usr/bin/ping', size: 0 });
   await add({ name: './vmlinuz', type: 'symlink', linkname: 'boot/vmlinuz-6.12.0-1-arm64' });
+  for (const d of ['usr/lib/linux-image-6.12.0-1-arm64', 'usr/lib/linux-image-6.12.0-1-arm64/broadcom']) await add({ name: `./${d}/`, type: 'directory', mode: 0o755 });
+  await add({ name: './usr/lib/linux-image-6.12.0-1-arm64/broadcom/bcm2712-rpi-5-b.dtb', type: 'file' }, 'DTB5');
+  await add({ name: './usr/lib/linux-image-6.12.0-1-arm64/broadcom/bcm2711-rpi-4-b.dtb', type: 'file' }, 'DTB4');
+  if (opts.eeprom) {
+    const dir = 'usr/lib/firmware/raspberrypi/bootloader-2712/default';
+    for (const d of ['usr/lib/firmware', 'usr/lib/firmware/raspberrypi', 'usr/lib/firmware/raspberrypi/bootloader-2712', dir]) await add({ name: `./${d}/`, type: 'directory', mode: 0o755 });
+    await add({ name: `./${dir}/pieeprom-2025-01-01.bin`, type: 'file' }, synthesizeEeprom());
+    await add({ name: `./${dir}/pieeprom-2025-06-01.bin`, type: 'file' }, synthesizeEeprom('BOOT_UART=0\n'));
+    await add({ name: `./${dir}/recovery.bin`, type: 'file' }, 'RECOVERY');
+  }
   pack.finalize();
   await done;
 }
@@ -143,5 +156,48 @@ describe('layers stage: tuning profile', async () => {
     expect(entries.has('etc/systemd/system/apt-daily.timer')).toBe(false);
     const state = JSON.parse(entries.get('etc/pi-image/tuning.json')?.content ?? '{}');
     expect(state.levers.find((l: { id: string }) => l.id === 'swappiness').enabled).toBe(false);
+  });
+});
+
+describe('layers stage: Raspberry Pi 5 boot partition and bootloader', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pi-image-pi5-'));
+  const withEeprom = join(dir, 'with-eeprom.tar');
+  const without = join(dir, 'without.tar');
+  await makeBaseTar(withEeprom, { eeprom: true });
+  await makeBaseTar(without);
+  const stage = async (base: string, config: Record<string, unknown>) => {
+    const { plan, layers } = await planBuild(resolveConfig({ board: 'pi5', ...config }, {}), { env: {} });
+    const out = mkdtempSync(join(dir, 'out-'));
+    const meta = await runLayersStage({ plan, layers, baseTar: base, timers: [], sourceDateEpoch: 1_700_000_000, outDir: out, reporter: silentReporter });
+    return { out, meta, plan };
+  };
+
+  it('writes config.txt, cmdline.txt, the dtbs and a bootloader update with the requested settings', async () => {
+    const { out, meta } = await stage(withEeprom, { storage: 'nvme', bootloader: { power_off_on_halt: 1 } });
+    expect(meta.bootFiles.map((f) => f.path)).toEqual(
+      expect.arrayContaining(['config.txt', 'cmdline.txt', 'bcm2712-rpi-5-b.dtb', 'pieeprom.upd', 'pieeprom.sig', 'recovery.bin', 'vmlinuz', 'initrd.img']),
+    );
+    expect(readFileSync(join(out, 'boot/config.txt'), 'utf8')).toContain('[pi5]\ndtparam=uart0_console\ndtparam=pciex1\n');
+    const upd = readFileSync(join(out, 'boot/pieeprom.upd'));
+    parseSections(upd);
+    // The newest image of the default/ channel, with the settings applied.
+    expect(parseBootconf(readEepromFile(upd).toString())).toEqual({ BOOT_UART: '0', SDRAM_BANKLOW: '1', BOOT_ORDER: '0xf416', POWER_OFF_ON_HALT: '1' });
+    expect(readFileSync(join(out, 'boot/pieeprom.sig'), 'utf8')).toBe(`${createHash('sha256').update(upd).digest('hex')}\nts: 1700000000\n`);
+    expect(readFileSync(join(out, 'boot/recovery.bin'), 'utf8')).toBe('RECOVERY');
+  });
+
+  it('fails and says where to get a bootloader image when the base has none', async () => {
+    await expect(stage(without, {})).rejects.toThrow(/asks for bootloader settings \(SDRAM_BANKLOW=1\) but no Raspberry Pi 5 bootloader image/);
+  });
+
+  it('leaves the bootloader alone when nothing asks for a setting', async () => {
+    const { meta } = await stage(without, { tuning: { sdram_banklow: false } });
+    expect(meta.bootFiles.map((f) => f.path)).not.toContain('pieeprom.upd');
+  });
+
+  it('refuses an overclock key from a layer or the config (no-overclock guard)', async () => {
+    await expect(planBuild(resolveConfig({ board: 'pi5', config_txt: { pi5: ['arm_freq=3000'] } }, {}), { env: {} })).rejects.toThrow(
+      /config.txt would overclock: "arm_freq=3000" in \[pi5\]; the tuning profile pi5-inference forbids it/,
+    );
   });
 });

@@ -10,6 +10,8 @@ import { renderTemplate, type Plan } from '../plan.js';
 import type { Layer } from '../profiles.js';
 import { drain, keptPax, packEntry, readAll, readTar, type TarHeader } from '../rootfs-tar.js';
 import { renderTuning } from '../../tuning/render.js';
+import { EEPROM_FIRMWARE_GLOB } from '../../firmware/bootloader-plan.js';
+import { eepromSignature, readEepromFile, replaceEepromFile, setBootconfKeys } from '../../firmware/eeprom.js';
 
 export const BOOT_MOUNTPOINT = 'boot/firmware';
 const BLOCK = 4096;
@@ -91,6 +93,8 @@ export async function runLayersStage(opts: {
   const written = pipeline(pack as unknown as NodeJS.ReadableStream, createWriteStream(join(outDir, 'rootfs.tar')));
   const dirs = new Set<string>();
   const dropped = new Set<string>();
+  const wantsEeprom = Object.keys(plan.bootloader.settings).length > 0;
+  const eepromFirmware = new Map<string, Buffer>(); // rpi-eeprom's files in the base, by path
   const bootFiles = new Map<string, number>();
   let contentBytes = 0;
   let inodes = 0;
@@ -139,6 +143,12 @@ export async function runLayersStage(opts: {
       mtime: header.mtime && header.mtime.getTime() > mtime.getTime() ? mtime : header.mtime,
       pax: keptPax(header.pax as Record<string, string> | undefined),
     };
+    if (wantsEeprom && header.type === 'file' && EEPROM_FIRMWARE_GLOB.test(name)) {
+      const content = await readAll(body);
+      eepromFirmware.set(name, content);
+      await emit(out, content);
+      continue;
+    }
     const rule = header.type === 'file' ? copyRules.find((r) => r.match(name)) : undefined;
     if (rule) {
       const content = await readAll(body);
@@ -159,6 +169,9 @@ export async function runLayersStage(opts: {
     }
   }
   if (plan.boot.configTxt) await writeBootFile('config.txt', Buffer.from(plan.boot.configTxt));
+  if (wantsEeprom) {
+    for (const [name, content] of Object.entries(await bootloaderUpdate(plan, eepromFirmware, sourceDateEpoch))) await writeBootFile(name, content);
+  }
   await writeBootFile('cmdline.txt', Buffer.from(plan.boot.cmdline));
 
   const ensureDir = async (dir: string) => {
@@ -183,6 +196,32 @@ export async function runLayersStage(opts: {
   await writeFile(join(outDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
   reporter.emit({ type: 'stage-progress', stage: 'layers', fraction: 1, detail: 'rootfs written' });
   return meta;
+}
+
+/** pieeprom.upd (with the plan's bootconf.txt settings), pieeprom.sig and recovery.bin: the bootloader flashes itself at next boot. */
+async function bootloaderUpdate(plan: Plan, fromBase: Map<string, Buffer>, sourceDateEpoch: number): Promise<Record<string, Buffer>> {
+  const pick = (file: RegExp) =>
+    [...fromBase.keys()].filter((p) => file.test(posix.basename(p))).sort((a, b) => Number(a.includes('/latest/')) - Number(b.includes('/latest/')) || b.localeCompare(a))[0];
+  const basePieeprom = pick(/^pieeprom-/);
+  const baseRecovery = basePieeprom ? [...fromBase.keys()].find((p) => p === posix.join(posix.dirname(basePieeprom), 'recovery.bin')) : undefined;
+  const image = plan.bootloader.image ? await readFile(plan.bootloader.image.path) : basePieeprom ? fromBase.get(basePieeprom) : undefined;
+  const recovery = plan.bootloader.recovery ? await readFile(plan.bootloader.recovery.path) : baseRecovery ? fromBase.get(baseRecovery) : undefined;
+  const asked = Object.entries(plan.bootloader.settings).map(([k, v]) => `${k}=${v}`).join(' ');
+  if (!image || !recovery) {
+    throw new ProfileError(
+      `the build asks for bootloader settings (${asked}) but no Raspberry Pi 5 bootloader image ${image ? 'recovery.bin ' : ''}is available`,
+      [
+        'pi-image starts from the pieeprom-*.bin and recovery.bin of Raspberry Pi\'s rpi-eeprom package (firmware-2712/):',
+        '- build from the official Raspberry Pi OS image (base: { image: … }), which has rpi-eeprom installed, or',
+        '- add Raspberry Pi\'s archive to apt.extra_sources and rpi-eeprom to packages, or',
+        '- set bootloader: { image: …/pieeprom-YYYY-MM-DD.bin, recovery: …/recovery.bin } in pi-image.yaml, or',
+        '- leave the bootloader alone: tuning: { sdram_banklow: false } (and no bootloader: settings)',
+      ].join('\n'),
+    );
+  }
+  const config = setBootconfKeys(readEepromFile(image).toString('utf8'), plan.bootloader.settings);
+  const updated = replaceEepromFile(image, Buffer.from(config));
+  return { 'pieeprom.upd': updated, 'pieeprom.sig': Buffer.from(eepromSignature(updated, sourceDateEpoch)), 'recovery.bin': recovery };
 }
 
 function normalizeLink(linkname: string | undefined): string {
