@@ -6,12 +6,13 @@ import type { Reporter } from '../progress.js';
 import { cacheRoot } from '../paths.js';
 import { checkHost } from '../tools/host-tools.js';
 import { StageCache } from './cache.js';
-import { makePlan, type Plan } from './plan.js';
+import { adoptImportedBase, makePlan, type Plan } from './plan.js';
 import { loadBoard, loadLayer, orderLayers, type Layer } from './profiles.js';
 import { loadTuningProfile, resolveLevers } from '../tuning/profile.js';
 import { planBootloader } from '../firmware/bootloader-plan.js';
 import { runArtifactsStage, type Manifest } from './stages/artifacts.js';
 import { runBaseStage, type BaseMeta } from './stages/base.js';
+import { runImageBaseStage } from './stages/base-image.js';
 import { runDiskStage } from './stages/disk.js';
 import { runLayersStage, type LayersMeta } from './stages/layers.js';
 
@@ -77,7 +78,9 @@ export async function build(opts: {
   const missing = (await checkHost()).filter((c) => !c.ok && c.neededFor === 'build');
   if (missing.length) throw new HostToolMissingError(missing.map((c) => ({ name: `${c.name} (${c.detail})`, fix: c.fix ?? '' })));
 
-  const { plan, layers } = await planBuild(config, { configDir: opts.configDir, env });
+  const planned = await planBuild(config, { configDir: opts.configDir, env });
+  const { layers } = planned;
+  let plan = planned.plan;
   const outDir = resolve(plan.outputs.dir);
   await checkOutDir(outDir);
   const cache = new StageCache(cacheRoot(env));
@@ -107,9 +110,17 @@ export async function build(opts: {
     return { value: JSON.parse(await readFile(join(cache.entry(stageName, key), 'meta.json'), 'utf8')) as T, cached: false };
   };
 
-  const baseMeta = await stage<BaseMeta>('base', `base rootfs: Debian ${plan.base.suite} ${plan.base.arch} (mmdebstrap)`, plan.cacheKeys.base, () =>
-    cachedJson('base', plan.cacheKeys.base, (dir) => runBaseStage({ plan, outDir: dir, reporter, signal, root: process.getuid?.() === 0 })),
+  const root = process.getuid?.() === 0;
+  const baseTitle = plan.base.image ? `base rootfs: imported from ${plan.base.image.source}` : `base rootfs: Debian ${plan.base.suite} ${plan.base.arch} (mmdebstrap)`;
+  const baseMeta = await stage<BaseMeta>('base', baseTitle, plan.cacheKeys.base, () =>
+    cachedJson('base', plan.cacheKeys.base, (dir) =>
+      plan.base.image
+        ? runImageBaseStage({ plan, outDir: dir, cacheDir: cache.root, reporter, signal, root })
+        : runBaseStage({ plan, outDir: dir, reporter, signal, root }),
+    ),
   );
+  // On an existing image: its disk id, boot partition and boot files are kept.
+  if (baseMeta.imported) plan = adoptImportedBase(plan, baseMeta.imported);
   const sourceDateEpoch = plan.sourceDateEpoch.value ?? baseMeta.newestMtime;
 
   const layersMeta = await stage<LayersMeta>('layers', `layers: ${plan.layers.map((l) => l.name).join(', ')}`, plan.cacheKeys.layers, () =>

@@ -42,6 +42,8 @@ export interface Plan {
     packages: string[];
     enableUnits: string[];
     initramfsModules?: string[];
+    /** An existing disk image to start from instead of mmdebstrap. */
+    image?: { source: string; sha256: string };
   };
   layers: PlannedLayer[];
   tuning: { profile: string; levers: ResolvedLever[] };
@@ -51,7 +53,11 @@ export interface Plan {
     offsetMib: number;
     partitionMib: number;
     copy: BoardProfile['boot']['copy'];
+    /** Rendered words of the board and layers (a base image's own come first, see adoptImportedBase). */
+    cmdlineWords: string[];
     cmdline: string;
+    /** config.txt as data; null for boards without one. */
+    configSections: Record<string, string[]> | null;
     configTxt: string | null;
   };
   disk: { diskId: string; bootPartuuid: string; rootPartuuid: string; headroomMib: number };
@@ -92,12 +98,16 @@ function fileMode(layer: Layer, path: string): { mode: string; uid: number; gid:
   return { mode: (attrs.mode ?? '0644').padStart(4, '0'), uid: attrs.uid ?? 0, gid: attrs.gid ?? 0 };
 }
 
+function mergeSections(into: Record<string, string[]>, from: Record<string, string[]> | undefined): Record<string, string[]> {
+  for (const [section, lines] of Object.entries(from ?? {})) into[section] = [...(into[section] ?? []), ...lines];
+  return into;
+}
+
 /** config.txt sections from the board, then each layer, then pi-image.yaml: composed once, rendered once. */
 export function composeConfigTxt(board: BoardProfile, layers: Layer[], config: Config): Record<string, string[]> {
   const sections: Record<string, string[]> = {};
-  const add = (from: Record<string, string[]> | undefined) => {
-    for (const [section, lines] of Object.entries(from ?? {})) sections[section] = [...(sections[section] ?? []), ...lines];
-  };
+  const add = (from: Record<string, string[]> | undefined) => mergeSections(sections, from);
+  if (!config.base) add(board.boot.kernel_config_txt);
   add(board.boot.config_txt);
   for (const layer of layers) add(layer.config_txt);
   // NVMe on a Pi 5 sits behind the external PCIe connector, off by default.
@@ -117,7 +127,9 @@ export function makePlan(
   const name = config.name ?? `pi-image-${board.name}`;
   const suite = config.suite ?? board.suite;
   const components = config.components ?? board.components;
-  const packages = [...new Set([...board.packages, ...layers.flatMap((l) => l.packages), ...config.packages])].sort();
+  // An existing image brings its own kernel and firmware: only what the layers and the config add is installed.
+  const boardPackages = config.base ? [] : board.packages;
+  const packages = [...new Set([...boardPackages, ...layers.flatMap((l) => l.packages), ...config.packages])].sort();
   const enableUnits = [...new Set(layers.flatMap((l) => l.base_enable))].sort();
   const diskId = diskIdFor(name, board.name);
   const outDir = resolve(config.out);
@@ -132,7 +144,8 @@ export function makePlan(
     checkValidUntil: config.apt.check_valid_until,
     packages,
     enableUnits,
-    initramfsModules: board.initramfs_modules,
+    initramfsModules: config.base ? undefined : board.initramfs_modules,
+    image: config.base ? { source: config.base.image, sha256: config.base.sha256 } : undefined,
   };
 
   const sdeFromEnv = env.SOURCE_DATE_EPOCH && /^\d+$/.test(env.SOURCE_DATE_EPOCH) ? Number(env.SOURCE_DATE_EPOCH) : undefined;
@@ -165,8 +178,10 @@ export function makePlan(
     boot: {
       offsetMib: board.boot.offset_mib,
       partitionMib: board.boot.partition_mib,
-      copy: board.boot.copy,
+      copy: config.base ? [] : board.boot.copy,
+      cmdlineWords: [],
       cmdline: '',
+      configSections: null,
       configTxt: null,
     },
     disk: { diskId, bootPartuuid: `${diskId}-01`, rootPartuuid: `${diskId}-02`, headroomMib: config.rootfs.headroom_mib },
@@ -183,7 +198,8 @@ export function makePlan(
     cacheKeys: { base: '', layers: '' },
   };
   const cmdlineWords = [...board.boot.cmdline, ...layers.flatMap((l) => l.cmdline)];
-  plan.boot.cmdline = renderCmdline(cmdlineWords.map((w, i) => renderTemplate(w, plan, `cmdline word ${i + 1}`)));
+  plan.boot.cmdlineWords = cmdlineWords.map((w, i) => renderTemplate(w, plan, `cmdline word ${i + 1}`));
+  plan.boot.cmdline = renderCmdline(plan.boot.cmdlineWords);
   const sections = composeConfigTxt(board, layers, config);
   const overclock = forbiddenConfigTxtKeys(plan.tuning.levers, sections);
   if (overclock.length) {
@@ -192,6 +208,7 @@ export function makePlan(
       'the measured figures are at nominal clocks: remove the key from the layer or pi-image.yaml, or switch the lever off with tuning: { no_overclock: false }',
     );
   }
+  plan.boot.configSections = board.boot.config_txt ? sections : null;
   plan.boot.configTxt = board.boot.config_txt ? renderConfigTxt(sections) : null;
 
   plan.cacheKeys.base = contentHash({ recipe: STAGE_RECIPES.base, base });
@@ -210,4 +227,47 @@ export function makePlan(
 
 export function outputPath(plan: Plan, key: keyof Plan['outputs']): string {
   return key === 'dir' ? plan.outputs.dir : join(plan.outputs.dir, plan.outputs[key]);
+}
+
+/** What the base stage learned from an existing disk image. */
+export interface ImportedBase {
+  diskId: string;
+  bootOffsetMib: number;
+  bootMib: number;
+  configTxt?: string;
+  cmdline?: string;
+}
+
+/** Parses config.txt into sections (comments dropped); lines before any [section] belong to [all]. */
+export function parseConfigTxt(text: string): Record<string, string[]> {
+  const sections: Record<string, string[]> = {};
+  let current = 'all';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header) current = header[1] as string;
+    else (sections[current] ??= []).push(line);
+  }
+  return sections;
+}
+
+/**
+ * The plan for a build on an existing image, once its base stage has read it: the image's
+ * disk id (so PARTUUIDs stay), its boot partition's place and size, and its own
+ * config.txt and cmdline.txt as the first layer of composition.
+ */
+export function adoptImportedBase(plan: Plan, imported: ImportedBase): Plan {
+  const next: Plan = structuredClone(plan);
+  next.disk = { ...plan.disk, diskId: imported.diskId, bootPartuuid: `${imported.diskId}-01`, rootPartuuid: `${imported.diskId}-02` };
+  next.boot.offsetMib = imported.bootOffsetMib;
+  next.boot.partitionMib = imported.bootMib;
+  const rerendered = plan.boot.cmdlineWords.map((w) => w.replaceAll(plan.disk.diskId, imported.diskId));
+  next.boot.cmdlineWords = [...(imported.cmdline?.trim().split(/\s+/).filter(Boolean) ?? []), ...rerendered];
+  next.boot.cmdline = renderCmdline(next.boot.cmdlineWords);
+  if (plan.boot.configSections) {
+    next.boot.configSections = mergeSections(mergeSections({}, parseConfigTxt(imported.configTxt ?? '')), plan.boot.configSections);
+    next.boot.configTxt = renderConfigTxt(next.boot.configSections);
+  }
+  return next;
 }

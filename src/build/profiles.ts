@@ -23,6 +23,7 @@ export interface BoardProfile {
     copy: { from: string; to: string; many: boolean }[];
     cmdline: string[];
     config_txt?: Record<string, string[]>;
+    kernel_config_txt?: Record<string, string[]>;
   };
 }
 

@@ -11,7 +11,7 @@ export function describeApply(apply: LeverApply): string {
   if (apply.sysctl) parts.push(`sysctl ${Object.entries(apply.sysctl).map(([k, v]) => `${k}=${v}`).join(', ')}`);
   if (apply.modules) parts.push(`modules-load ${apply.modules.join(', ')}`);
   if (apply.governor) parts.push(`governor ${apply.governor} (pi-image-cpu-tuning.service)`);
-  if (apply.nic) parts.push(`NIC ${Object.entries(apply.nic).map(([k, v]) => `${k}=${v}`).join(', ')} (pi-image-nic-tuning@.service)`);
+  if (apply.nic) parts.push(`NIC ${Object.entries(apply.nic).map(([k, v]) => `${k}=${v}`).join(', ')} (pi-image-nic-tuning.service)`);
   if (apply.engine) {
     const e = apply.engine;
     const props = [

@@ -18,6 +18,7 @@ export interface Config {
   out: string;
   hostname: string;
   storage: 'sd' | 'nvme' | 'usb';
+  base?: { image: string; sha256: string };
   suite?: string;
   mirrors: string[];
   components?: string[];

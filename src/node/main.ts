@@ -2,13 +2,16 @@
 import { applyCpuTuning, applyNicTuning } from './apply-tuning.js';
 import { formatDoctor, runDoctor } from './doctor.js';
 import { loadTuningState } from './tuning-state.js';
+import { physicalNics } from './nic.js';
 
 const USAGE = `usage: pi-node <command>
 
 commands:
   doctor [--json]            compare every lever of the tuning profile with this node's real state;
                              exits 1 if any lever drifted
-  apply-tuning --nic <if>    apply the NIC levers to one interface (run at boot by pi-image-nic-tuning@.service)
+  apply-tuning --nic <if|all>
+                             apply the NIC levers to one or every physical Ethernet interface
+                             (run at boot by pi-image-nic-tuning.service)
   apply-tuning --cpu         apply the CPU governor lever (run at boot by pi-image-cpu-tuning.service)
   help                       this text
 `;
@@ -25,7 +28,9 @@ async function main(argv: string[]): Promise<number> {
     case 'apply-tuning': {
       const state = await loadTuningState();
       const nicAt = args.indexOf('--nic');
-      if (nicAt >= 0 && args[nicAt + 1]) await applyNicTuning(state, args[nicAt + 1] as string, log);
+      const nic = nicAt >= 0 ? args[nicAt + 1] : undefined;
+      if (nic === 'all') for (const each of await physicalNics()) await applyNicTuning(state, each, log);
+      else if (nic) await applyNicTuning(state, nic, log);
       else if (args.includes('--cpu')) await applyCpuTuning(state, log);
       else {
         process.stderr.write(USAGE);

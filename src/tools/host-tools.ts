@@ -23,6 +23,7 @@ export const HOST_TOOLS: HostTool[] = [
   { name: 'dosfstools', commands: ['mkfs.vfat'], purpose: 'FAT32 boot partition', neededFor: 'build', fix: apt('dosfstools') },
   { name: 'mtools', commands: ['mcopy', 'mmd'], purpose: 'copy files into the FAT partition without mounting', neededFor: 'build', fix: apt('mtools') },
   { name: 'fdisk', commands: ['sfdisk'], purpose: 'MBR partition table', neededFor: 'build', fix: apt('fdisk') },
+  { name: 'xz-utils', commands: ['xz'], purpose: 'decompress .img.xz base images', neededFor: 'build', fix: apt('xz-utils') },
   { name: 'zstd', commands: ['zstd'], purpose: 'compressed image (.img.zst)', neededFor: 'build', fix: apt('zstd') },
   { name: 'bmap-tools', commands: ['bmaptool'], purpose: 'block map (.bmap) for fast flashing', neededFor: 'build', fix: apt('bmap-tools') },
   { name: 'qemu-system-arm', commands: ['qemu-system-aarch64'], purpose: 'boot images in emulation (tests, emulate)', neededFor: 'test', fix: apt('qemu-system-arm') },

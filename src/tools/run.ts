@@ -14,6 +14,8 @@ export interface RunOptions {
   /** What to tell the user when the command fails. */
   hint?: string;
   input?: string;
+  /** Send the tool's standard output to this file instead of reading it. */
+  stdoutFile?: string;
 }
 
 const TAIL_LINES = 25;
@@ -33,14 +35,15 @@ export async function runTool(command: string, args: string[], opts: RunOptions)
     cancelSignal: opts.signal,
     input: opts.input,
     stdin: opts.input === undefined ? 'ignore' : undefined,
-    buffer: { stdout: true, stderr: false },
+    stdout: opts.stdoutFile ? { file: opts.stdoutFile } : 'pipe',
+    buffer: { stdout: !opts.stdoutFile, stderr: false },
     stripFinalNewline: false,
   });
   splitLines(child.stderr, onLine);
   splitLines(child.stdout, onLine);
   try {
     const result = await child;
-    return String(result.stdout);
+    return opts.stdoutFile ? '' : String(result.stdout);
   } catch (error) {
     throw toUserError(command, args, error, tail, opts);
   }

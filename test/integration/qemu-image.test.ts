@@ -213,12 +213,11 @@ describe('qemu board image', () => {
     });
 
     it('systemd-analyze verify accepts every unit the image adds', async () => {
-      const units = (await vm.check('ls /etc/systemd/system/pi-image-*.service | grep -v @')).split('\n');
+      const units = (await vm.check('ls /etc/systemd/system/pi-image-*.service')).split('\n');
       expect(units.length).toBeGreaterThanOrEqual(4);
-      const nic = (await vm.check("ls /sys/class/net | grep -v '^lo$' | head -1")).trim();
-      const result = await vm.run(`systemd-analyze verify ${units.join(' ')} pi-image-nic-tuning@${nic}.service 2>&1`, 120_000);
+      const result = await vm.run(`systemd-analyze verify ${units.join(' ')} 2>&1`, 120_000);
       expect(result, result.output).toMatchObject({ status: 0 });
-      expect(await vm.check(`systemctl is-active pi-image-nic-tuning@${nic}.service pi-image-cpu-tuning.service`)).toBe('active\nactive');
+      expect(await vm.check('systemctl is-active pi-image-nic-tuning.service pi-image-cpu-tuning.service')).toBe('active\nactive');
     });
   });
 

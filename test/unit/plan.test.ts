@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { planBuild } from '../../src/build/pipeline.js';
+import { adoptImportedBase } from '../../src/build/plan.js';
 import { resolveConfig } from '../../src/config/config.js';
 import { mmdebstrapArgs } from '../../src/tools/mmdebstrap.js';
 
@@ -58,7 +59,7 @@ describe('plan', () => {
 
   it('renders config.txt for the Pi boards', async () => {
     const { plan } = await planBuild(resolveConfig({ board: 'pi5' }, {}), { env: {} });
-    expect(plan.boot.configTxt).toContain('[all]\narm_64bit=1\nkernel=vmlinuz\ninitramfs initrd.img followkernel');
+    expect(plan.boot.configTxt).toContain('[all]\nkernel=vmlinuz\ninitramfs initrd.img followkernel\narm_64bit=1\n');
     expect(plan.boot.cmdline).toContain('console=serial0,115200 console=tty1 root=PARTUUID=');
   });
 
@@ -73,5 +74,28 @@ describe('plan', () => {
     expect(args).toContain('--customize-hook=chroot "$1" systemctl enable systemd-networkd.service');
     expect(args.slice(-3)).toEqual(['trixie', '/tmp/x.tar', 'deb http://m.example/debian trixie main']);
     expect(mmdebstrapArgs(plan.base, '/tmp/x.tar', { root: false })).toContain('--mode=unshare');
+  });
+});
+
+describe('plan on an existing image', () => {
+  it('keeps the image disk id, boot partition, config.txt and cmdline.txt, and composes on top', async () => {
+    const { plan } = await planBuild(resolveConfig({ board: 'pi5', base: { image: '/x/raspios.img.xz', sha256: 'a'.repeat(64) }, packages: ['jq'] }, {}), { env: {} });
+    expect(plan.base.image).toEqual({ source: '/x/raspios.img.xz', sha256: 'a'.repeat(64) });
+    expect(plan.base.packages).toContain('jq');
+    expect(plan.base.packages).not.toContain('linux-image-arm64');
+    expect(plan.boot.copy).toEqual([]);
+    expect(plan.boot.configTxt).not.toContain('kernel=vmlinuz');
+    const adopted = adoptImportedBase(plan, {
+      diskId: 'abcd0123',
+      bootOffsetMib: 8,
+      bootMib: 512,
+      configTxt: '# Pi OS\ndtparam=audio=on\ncamera_auto_detect=1\n[cm4]\notg_mode=1\n[all]\narm_boost=1\n',
+      cmdline: 'console=serial0,115200 console=tty1 root=PARTUUID=abcd0123-02 rootfstype=ext4 fsck.repair=yes rootwait quiet\n',
+    });
+    expect(adopted.disk).toMatchObject({ diskId: 'abcd0123', rootPartuuid: 'abcd0123-02', bootPartuuid: 'abcd0123-01' });
+    expect(adopted.boot.cmdline).toBe('console=serial0,115200 console=tty1 root=PARTUUID=abcd0123-02 rootfstype=ext4 fsck.repair=yes rootwait quiet\n');
+    expect(adopted.boot.configTxt).toContain('[all]\ndtparam=audio=on\ncamera_auto_detect=1\narm_boost=1\narm_64bit=1\nenable_uart=1');
+    expect(adopted.boot.configTxt).toContain('[cm4]\notg_mode=1');
+    expect(plan.disk.diskId).not.toBe('abcd0123'); // the input plan is left as it was
   });
 });

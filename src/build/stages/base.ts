@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Reporter } from '../../progress.js';
 import { runMmdebstrap } from '../../tools/mmdebstrap.js';
-import type { Plan } from '../plan.js';
+import type { ImportedBase, Plan } from '../plan.js';
 import { drain, readAll, readTar } from '../rootfs-tar.js';
 
 export interface InstalledPackage {
@@ -11,11 +11,16 @@ export interface InstalledPackage {
   architecture: string;
 }
 
-export interface BaseMeta {
+export interface BaseMeta extends RootfsDescription {
+  mmdebstrapSeconds: number;
+  /** Set when the base is an existing disk image. */
+  imported?: ImportedBase;
+}
+
+export interface RootfsDescription {
   packages: InstalledPackage[];
   /** Newest file time in the rootfs: the default SOURCE_DATE_EPOCH, derived from the inputs. */
   newestMtime: number;
-  mmdebstrapSeconds: number;
   /** Timer units the base system ships (file or symlink, not templates). */
   timers: string[];
 }
@@ -46,11 +51,17 @@ export async function runBaseStage(opts: {
   const started = Date.now();
   await runMmdebstrap(opts.plan.base, tarPath, { root: opts.root, reporter: opts.reporter, signal: opts.signal });
   const mmdebstrapSeconds = (Date.now() - started) / 1000;
+  const meta: BaseMeta = { ...(await describeRootfs(tarPath, opts.reporter)), mmdebstrapSeconds };
+  await writeFile(join(opts.outDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+  return meta;
+}
 
+/** Installed packages, timer units and the newest file time of a rootfs tarball. */
+export async function describeRootfs(tarPath: string, reporter: Reporter): Promise<RootfsDescription> {
   let packages: InstalledPackage[] = [];
   let newestMtime = 0;
   const timers = new Set<string>();
-  opts.reporter.emit({ type: 'stage-progress', stage: 'base', detail: 'reading the package list' });
+  reporter.emit({ type: 'stage-progress', stage: 'base', detail: 'reading the package list' });
   for await (const { header, name, body } of readTar(tarPath)) {
     newestMtime = Math.max(newestMtime, Math.floor((header.mtime?.getTime() ?? 0) / 1000));
     const timer = TIMER_UNIT.exec(name)?.[1];
@@ -58,7 +69,5 @@ export async function runBaseStage(opts: {
     if (name === 'var/lib/dpkg/status') packages = parseDpkgStatus((await readAll(body)).toString('utf8'));
     else await drain(body);
   }
-  const meta: BaseMeta = { packages, newestMtime, mmdebstrapSeconds, timers: [...timers].sort() };
-  await writeFile(join(opts.outDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
-  return meta;
+  return { packages, newestMtime, timers: [...timers].sort() };
 }
