@@ -81,7 +81,7 @@ describe('bad input gives a clear error and writes nothing', () => {
       const out = join(small, 'out');
       const run = await runCli(['build', '--hostname', 'pi-test', '--layer', fixtureLayer, '--out', out], { env });
       expect(run.exitCode).toBe(1);
-      expect(run.stderr).toMatch(/error: not enough free space in .*small: \d+ MiB free, about \d+ MiB needed/);
+      expect(run.stderr).toMatch(/error: not enough free space for .*small\/out: \d+ MiB free on its file system, about \d+ MiB needed/);
       expect(run.stderr).toContain('hint: free some space there or choose another --out');
       expectNothingWritten(out);
     } finally {

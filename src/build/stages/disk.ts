@@ -19,12 +19,13 @@ export function bytesNeeded(meta: LayersMeta, layout: DiskLayout): number {
   return Math.ceil((meta.contentBytes + meta.bootBytes) * 1.6 + 64 * MIB + layout.totalBytes * 0.01);
 }
 
-export async function checkFreeSpace(dir: string, needed: number): Promise<void> {
+/** Fails early, naming the output, when the file system holding `dir` cannot take `needed` bytes. */
+export async function checkFreeSpace(dir: string, needed: number, output: string): Promise<void> {
   const fs = await statfs(dir);
   const free = fs.bavail * fs.bsize;
   if (free < needed) {
     throw new DiskFullError(
-      `not enough free space in ${dir}: ${Math.ceil(free / MIB)} MiB free, about ${Math.ceil(needed / MIB)} MiB needed`,
+      `not enough free space for ${output}: ${Math.ceil(free / MIB)} MiB free on its file system, about ${Math.ceil(needed / MIB)} MiB needed`,
       'free some space there or choose another --out',
     );
   }
@@ -48,7 +49,7 @@ export async function runDiskStage(opts: {
     rootInodes: opts.layers.inodes,
     headroomMib: plan.disk.headroomMib,
   });
-  await checkFreeSpace(dirname(opts.image), bytesNeeded(opts.layers, layout));
+  await checkFreeSpace(dirname(opts.image), bytesNeeded(opts.layers, layout), plan.outputs.dir);
 
   const handle = await open(opts.image, 'w');
   await handle.truncate(layout.totalBytes); // sparse: only written blocks use space
