@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { chmod, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/config.js';
@@ -47,7 +48,23 @@ export async function planBuild(config: Config, opts: { configDir?: string; env?
   const profile = await loadTuningProfile(config.tuning_profile ?? board.tuning);
   const levers = resolveLevers(profile, board.name, config.tuning);
   const bootloader = await planBootloader(config, board.name, levers, opts.configDir ?? process.cwd());
-  return { plan: makePlan(config, board, layers, { profile, levers }, bootloader, opts.env), layers };
+  const keyrings = await planKeyrings(config, opts.configDir ?? process.cwd());
+  return { plan: makePlan(config, board, layers, { profile, levers }, bootloader, opts.env, keyrings), layers };
+}
+
+/** Keyrings named by apt.extra_sources[].signed_by: read now, so their content is part of the base cache key. */
+async function planKeyrings(config: Config, configDir: string): Promise<Plan['base']['keyrings']> {
+  const keyrings: Plan['base']['keyrings'] = [];
+  for (const [i, source] of config.apt.extra_sources.entries()) {
+    if (!source.signed_by) continue;
+    const path = resolve(configDir, source.signed_by);
+    const data = await readFile(path).catch(() => {
+      throw new ConfigError(`apt.extra_sources[${i}].signed_by: cannot read ${path}`, 'give the path of the source\'s keyring (.gpg or .asc) on this machine');
+    });
+    const ext = path.endsWith('.asc') ? 'asc' : 'gpg';
+    keyrings.push({ path, name: `pi-image-source-${i + 1}.${ext}`, sha256: createHash('sha256').update(data).digest('hex') });
+  }
+  return keyrings;
 }
 
 /** An existing --out must be empty or an earlier pi-image output: it is replaced whole. */

@@ -44,6 +44,8 @@ export interface Plan {
     initramfsModules?: string[];
     /** An existing disk image to start from instead of mmdebstrap. */
     image?: { source: string; sha256: string };
+    /** Keyrings of extra sources, from the build host; installed as /etc/apt/trusted.gpg.d/<name>. */
+    keyrings: { path: string; name: string; sha256: string }[];
   };
   layers: PlannedLayer[];
   tuning: { profile: string; levers: ResolvedLever[] };
@@ -123,6 +125,7 @@ export function makePlan(
   tuning: { profile: TuningProfile; levers: ResolvedLever[] },
   bootloader: BootloaderPlan,
   env: NodeJS.ProcessEnv = process.env,
+  keyrings: Plan['base']['keyrings'] = [],
 ): Plan {
   const name = config.name ?? `pi-image-${board.name}`;
   const suite = config.suite ?? board.suite;
@@ -146,6 +149,7 @@ export function makePlan(
     enableUnits,
     initramfsModules: config.base ? undefined : board.initramfs_modules,
     image: config.base ? { source: config.base.image, sha256: config.base.sha256 } : undefined,
+    keyrings,
   };
 
   const sdeFromEnv = env.SOURCE_DATE_EPOCH && /^\d+$/.test(env.SOURCE_DATE_EPOCH) ? Number(env.SOURCE_DATE_EPOCH) : undefined;
@@ -211,7 +215,8 @@ export function makePlan(
   plan.boot.configSections = board.boot.config_txt ? sections : null;
   plan.boot.configTxt = board.boot.config_txt ? renderConfigTxt(sections) : null;
 
-  plan.cacheKeys.base = contentHash({ recipe: STAGE_RECIPES.base, base });
+  // The image is identified by its content: the same file under another path or URL is the same base.
+  plan.cacheKeys.base = contentHash({ recipe: STAGE_RECIPES.base, base: { ...base, image: base.image?.sha256, keyrings: base.keyrings.map((k) => k.sha256) } });
   plan.cacheKeys.layers = contentHash({
     recipe: STAGE_RECIPES.layers,
     base: plan.cacheKeys.base,

@@ -7,6 +7,7 @@ export interface AptSource {
   uris: string[];
   suites: string[];
   components: string[];
+  /** Keyring path on the build host. */
   signed_by?: string;
 }
 

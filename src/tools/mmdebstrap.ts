@@ -17,7 +17,7 @@ const PHASES: [RegExp, string][] = [
 ];
 
 /** The mmdebstrap command line for a plan's base rootfs. Pure: unit-tested. */
-export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root: boolean }): string[] {
+export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root: boolean; keyringDir?: string }): string[] {
   const args = [
     `--mode=${opts.root ? 'root' : 'unshare'}`,
     `--arch=${base.arch}`,
@@ -26,6 +26,11 @@ export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root:
     '--format=tar',
   ];
   if (base.packages.length) args.push(`--include=${base.packages.join(',')}`);
+  if (base.keyrings.length && opts.keyringDir) {
+    // Trusted while building (with Debian's own key), and installed for apt on the node.
+    args.push(`--keyring=${opts.keyringDir}`);
+    for (const k of base.keyrings) args.push(`--setup-hook=copy-in ${opts.keyringDir}/${k.name} /etc/apt/trusted.gpg.d/`);
+  }
   if (!base.checkValidUntil) args.push('--aptopt=Acquire::Check-Valid-Until "false"');
   args.push('--aptopt=Acquire::Retries "3"');
   if (base.initramfsModules?.length) {
@@ -50,9 +55,9 @@ export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root:
 export async function runMmdebstrap(
   base: Plan['base'],
   output: string,
-  opts: { root: boolean; reporter: Reporter; signal?: AbortSignal; sourceDateEpoch?: number },
+  opts: { root: boolean; reporter: Reporter; signal?: AbortSignal; sourceDateEpoch?: number; keyringDir?: string },
 ): Promise<void> {
-  const args = mmdebstrapArgs(base, output, { root: opts.root });
+  const args = mmdebstrapArgs(base, output, { root: opts.root, keyringDir: opts.keyringDir });
   let phase = 0;
   const tail: string[] = [];
   try {

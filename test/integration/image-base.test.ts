@@ -8,7 +8,7 @@ import type { Manifest } from '../../src/build/stages/artifacts.js';
 import { extractDirectBootFiles } from '../../src/emulate/boot-files.js';
 import { QemuVm } from '../../src/emulate/qemu-vm.js';
 import { parseBootconf, parseSections, readEepromFile } from '../../src/firmware/eeprom.js';
-import { REPO, runCli, stageCaching, TEST_CACHE, type CliRun } from '../helpers/cli.js';
+import { REPO, runCli, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 import { synthesizeEeprom } from '../helpers/eeprom-image.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-base-'));
@@ -38,7 +38,6 @@ describe('an existing Raspberry Pi OS layout image as the base', () => {
   const baseOut = join(work, 'base-out');
   const out = join(work, 'out');
   let baseImage: string;
-  let built: CliRun;
 
   beforeAll(async () => {
     expectOk(await runCli(['build', '--board', 'qemu', '--hostname', 'pi-test', '--layer', fixtureLayer, '--out', baseOut], { env }));
@@ -60,8 +59,7 @@ describe('an existing Raspberry Pi OS layout image as the base', () => {
         '',
       ].join('\n'),
     );
-    built = await runCli(['build', '--config', config, '--out', out, '--json'], { env });
-    expectOk(built);
+    expectOk(await runCli(['build', '--config', config, '--out', out, '--json'], { env }));
   }, 45 * 60_000);
 
   afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -70,12 +68,12 @@ describe('an existing Raspberry Pi OS layout image as the base', () => {
     const before = await sfdisk(baseImage);
     const after = await sfdisk(join(out, 'pi-image-pi5.img'));
     expect(after.id).toBe(before.id);
-    expect(after.partitions[0]).toEqual(before.partitions[0]);
+    const place = (p?: { start: number; size: number; type: string }) => [p?.start, p?.size, p?.type];
+    expect(place(after.partitions[0])).toEqual(place(before.partitions[0]));
     expect([after.partitions[1]?.start, after.partitions[1]?.type]).toEqual([before.partitions[1]?.start, before.partitions[1]?.type]);
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest;
     expect(manifest.disk.id).toBe(before.id.replace(/^0x/, ''));
     expect(manifest.packages.find((p) => p.name === 'jq')).toBeDefined();
-    expect(stageCaching(built).base).toBe(false);
   });
 
   it('puts pieeprom.upd, pieeprom.sig and recovery.bin with the requested settings on the boot partition', async () => {
@@ -93,7 +91,7 @@ describe('an existing Raspberry Pi OS layout image as the base', () => {
 
   it('rejects a base image whose sha256 does not match, before any work', async () => {
     const config = join(work, 'bad-sha.yaml');
-    writeFileSync(config, `board: pi5\nbase: { image: ${baseImage}, sha256: ${'0'.repeat(64)} }\n`);
+    writeFileSync(config, `board: pi5\nbase: { image: ${baseImage}, sha256: "${'0'.repeat(64)}" }\n`);
     const run = await runCli(['build', '--config', config, '--out', join(work, 'never')], { env });
     expect(run.exitCode).toBe(1);
     expect(run.stderr).toMatch(/base.image: .* has sha256 [0-9a-f]{64}, not the 0{64} the config pins/);
@@ -118,7 +116,7 @@ describe('an existing Raspberry Pi OS layout image as the base', () => {
 
     it('knows the added package in dpkg, and has our layers, tuning and agent', async () => {
       expect(await vm.check("dpkg -s jq | grep '^Status'")).toBe('Status: install ok installed');
-      expect(await vm.check('echo \'{"a":1}\' | jq -c .a')).toBe('1');
+      expect(await vm.check('echo \'{"a":1}\' | jq -M -c .a')).toBe('1');
       expect(JSON.parse(await vm.check('cat /etc/pi-image/image.json'))).toMatchObject({ board: 'pi5' });
       expect(await vm.check('cat /proc/sys/net/ipv4/tcp_congestion_control')).toBe('bbr');
       expect(await vm.check('pi-node help | head -1')).toBe('usage: pi-node <command>');

@@ -75,6 +75,21 @@ describe('plan', () => {
     expect(args.slice(-3)).toEqual(['trixie', '/tmp/x.tar', 'deb http://m.example/debian trixie main']);
     expect(mmdebstrapArgs(plan.base, '/tmp/x.tar', { root: false })).toContain('--mode=unshare');
   });
+
+  it("trusts an extra source's keyring while building and installs it into the image", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pi-image-key-'));
+    writeFileSync(join(dir, 'raspberrypi.gpg'), 'KEY');
+    const config = resolveConfig({ apt: { extra_sources: [{ uris: ['http://archive.raspberrypi.com/debian'], suites: ['trixie'], components: ['main'], signed_by: 'raspberrypi.gpg' }] } }, {});
+    const { plan } = await planBuild(config, { env: {}, configDir: dir });
+    expect(plan.base.keyrings).toEqual([{ path: join(dir, 'raspberrypi.gpg'), name: 'pi-image-source-1.gpg', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) }]);
+    const args = mmdebstrapArgs(plan.base, '/tmp/x.tar', { root: true, keyringDir: '/tmp/keys' });
+    expect(args).toContain('--keyring=/tmp/keys');
+    expect(args).toContain('--setup-hook=copy-in /tmp/keys/pi-image-source-1.gpg /etc/apt/trusted.gpg.d/');
+    expect(args).toContain('deb http://archive.raspberrypi.com/debian trixie main');
+    await expect(planBuild(resolveConfig({ apt: { extra_sources: [{ uris: ['http://x/'], suites: ['a'], components: ['main'], signed_by: '/nope.gpg' }] } }, {}))).rejects.toThrow(
+      /apt.extra_sources\[0\].signed_by: cannot read \/nope.gpg/,
+    );
+  });
 });
 
 describe('plan on an existing image', () => {

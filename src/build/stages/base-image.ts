@@ -1,4 +1,4 @@
-import { mkdtemp, open, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PiImageError } from '../../errors.js';
@@ -34,6 +34,22 @@ async function workingCopy(source: string, target: string, reporter: Reporter, s
   } else {
     await runTool('cp', ['--sparse=always', source, target], { stage: STAGE, reporter, signal });
   }
+}
+
+/** apt.extra_sources for an image base: a sources list and keyrings inside the image, used by apt in the chroot and later on the node. */
+async function addExtraSources(root: string, plan: Plan): Promise<void> {
+  const sources = plan.base.extraSources;
+  if (!sources.length) return;
+  for (const k of plan.base.keyrings) await copyFile(k.path, join(root, 'etc/apt/trusted.gpg.d', k.name));
+  const lines = sources.flatMap((src) => src.uris.flatMap((uri) => src.suites.map((suite) => `deb ${uri} ${suite} ${src.components.join(' ')}`)));
+  await writeFile(join(root, 'etc/apt/sources.list.d/pi-image-extra.list'), `# Added by pi-image (apt.extra_sources)\n${lines.join('\n')}\n`);
+}
+
+async function copyOutOfFat(image: string, offset: number, dest: string, reporter: Reporter): Promise<void> {
+  const env = { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
+  const listing = await runTool('mdir', ['-b', '-i', `${image}@@${offset}`, '::/'], { stage: STAGE, reporter, env });
+  if (!listing.trim()) return;
+  await runTool('mcopy', ['-s', '-n', '-m', '-i', `${image}@@${offset}`, '::/*', `${dest}/`], { stage: STAGE, reporter, env });
 }
 
 const asMib = (sectors: number, what: string) => {
@@ -78,7 +94,9 @@ export async function runImageBaseStage(opts: { plan: Plan; outDir: string; cach
     if (!(await stat(firmware).then((s) => s.isDirectory(), () => false))) {
       throw new PiImageError('base.image: the root file system has no /boot/firmware (Raspberry Pi OS bookworm or newer has one)');
     }
-    await mounts.mountPartition(work, boot.start * SECTOR, boot.size * SECTOR, firmware, 'vfat');
+    // The boot partition's files go into the rootfs tarball under boot/firmware/ (the layers stage
+    // puts them back on FAT); mtools reads FAT without a kernel driver or a mount.
+    await copyOutOfFat(work, boot.start * SECTOR, firmware, reporter);
     configTxt = await readFile(join(firmware, 'config.txt'), 'utf8').catch(() => undefined);
     cmdline = await readFile(join(firmware, 'cmdline.txt'), 'utf8').catch(() => undefined);
 
@@ -89,6 +107,7 @@ export async function runImageBaseStage(opts: { plan: Plan; outDir: string; cach
           .filter((l) => l.endsWith(' installed'))
           .map((l) => l.split(' ')[0]),
       );
+      await addExtraSources(mnt, plan);
       const missing = plan.base.packages.filter((p) => !installed.has(p));
       if (missing.length) {
         const aptOpts = plan.base.checkValidUntil ? [] : ['-o', 'Acquire::Check-Valid-Until=false'];

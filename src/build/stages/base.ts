@@ -1,9 +1,12 @@
-import { writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { HostToolMissingError } from '../../errors.js';
 import type { Reporter } from '../../progress.js';
 import { runMmdebstrap } from '../../tools/mmdebstrap.js';
 import type { ImportedBase, Plan } from '../plan.js';
 import { drain, readAll, readTar } from '../rootfs-tar.js';
+
+const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 
 export interface InstalledPackage {
   name: string;
@@ -49,11 +52,23 @@ export async function runBaseStage(opts: {
 }): Promise<BaseMeta> {
   const tarPath = join(opts.outDir, 'rootfs.tar');
   const started = Date.now();
-  await runMmdebstrap(opts.plan.base, tarPath, { root: opts.root, reporter: opts.reporter, signal: opts.signal });
+  const keyringDir = opts.plan.base.keyrings.length ? await stageKeyrings(opts.plan.base.keyrings, join(opts.outDir, 'keyrings')) : undefined;
+  await runMmdebstrap(opts.plan.base, tarPath, { root: opts.root, reporter: opts.reporter, signal: opts.signal, keyringDir });
+  if (keyringDir) await rm(keyringDir, { recursive: true, force: true });
   const mmdebstrapSeconds = (Date.now() - started) / 1000;
   const meta: BaseMeta = { ...(await describeRootfs(tarPath, opts.reporter)), mmdebstrapSeconds };
   await writeFile(join(opts.outDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
   return meta;
+}
+
+/** A folder apt can trust while building: Debian's archive key plus the extra sources' keyrings. */
+export async function stageKeyrings(keyrings: Plan['base']['keyrings'], dir: string): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await copyFile(DEBIAN_KEYRING, join(dir, 'debian-archive-keyring.gpg')).catch(() => {
+    throw new HostToolMissingError([{ name: `Debian's archive keyring (${DEBIAN_KEYRING})`, fix: 'apt-get install -y debian-archive-keyring' }]);
+  });
+  for (const k of keyrings) await copyFile(k.path, join(dir, k.name));
+  return dir;
 }
 
 /** Installed packages, timer units and the newest file time of a rootfs tarball. */

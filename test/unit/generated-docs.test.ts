@@ -2,13 +2,20 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { leversMarkdown } from '../../src/cli/levers-command.js';
+import { configReferenceMarkdown } from '../../src/config/reference.js';
 import { loadTuningProfile, resolveLevers } from '../../src/tuning/profile.js';
 
-describe('tuning profile documentation', () => {
+describe('generated documentation', () => {
   it("README's tuning section is the generated one (run `npm run docs` after changing a lever)", async () => {
     const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8');
     const block = /<!-- levers:begin[^>]*-->\n([\s\S]*?)<!-- levers:end -->/.exec(readme)?.[1];
     expect(block).toBe(leversMarkdown(await loadTuningProfile('pi5-inference')));
+  });
+
+  it("README's configuration reference is the one generated from the schema", () => {
+    const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8');
+    const block = /<!-- config:begin[^>]*-->\n([\s\S]*?)<!-- config:end -->/.exec(readme)?.[1];
+    expect(block).toBe(configReferenceMarkdown());
   });
 
   it('rejects an unknown lever and a value outside the allowed ones', async () => {
