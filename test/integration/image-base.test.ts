@@ -120,7 +120,7 @@ describe('an existing Raspberry Pi OS layout image as the base', () => {
       expect(JSON.parse(await vm.check('cat /etc/pi-image/image.json'))).toMatchObject({ board: 'pi5' });
       expect(await vm.check('cat /proc/sys/net/ipv4/tcp_congestion_control')).toBe('bbr');
       expect(await vm.check('pi-node help | head -1')).toBe('usage: pi-node <command>');
-      expect(await vm.check('ls /boot/firmware/pieeprom.upd /boot/firmware/pieeprom.sig /boot/firmware/recovery.bin')).toBe(
+      expect(await vm.check('ls -1 /boot/firmware/pieeprom.upd /boot/firmware/pieeprom.sig /boot/firmware/recovery.bin')).toBe(
         '/boot/firmware/pieeprom.sig\n/boot/firmware/pieeprom.upd\n/boot/firmware/recovery.bin',
       );
       expect(await vm.check('findmnt -no SOURCE /')).toBe('/dev/vda2');
