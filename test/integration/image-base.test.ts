@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/build/stages/artifacts.js';
-import { extractDirectBootFiles } from '../../src/emulate/boot-files.js';
-import { QemuVm } from '../../src/emulate/qemu-vm.js';
+import type { QemuVm } from '../../src/emulate/qemu-vm.js';
+import { bootImage } from '../helpers/boot.js';
 import { parseBootconf, parseSections, readEepromFile } from '../../src/firmware/eeprom.js';
 import { REPO, runCli, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 import { synthesizeEeprom } from '../helpers/eeprom-image.js';
@@ -101,13 +101,7 @@ describe('an existing Raspberry Pi OS layout image as the base', () => {
     let vm: QemuVm;
 
     beforeAll(async () => {
-      const disk = join(out, 'pi-image-pi5.img');
-      const boot = await extractDirectBootFiles(disk, join(work, 'boot'));
-      vm = new QemuVm({ image: disk, boot, name: 'pios', cpus: 4 });
-      vm.start();
-      await vm.waitFor(/root@pi-test:~# /, 10 * 60_000);
-      await vm.check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb');
-      await vm.run('systemctl is-system-running --wait', 5 * 60_000);
+      vm = await bootImage(join(out, 'pi-image-pi5.img'), { name: 'pios', workDir: work });
     }, 15 * 60_000);
 
     afterAll(async () => {

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, readSync, closeSync, truncateSync, copyFileSync, statSync } from 'node:fs';
+import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/build/stages/artifacts.js';
-import { extractDirectBootFiles } from '../../src/emulate/boot-files.js';
-import { QemuVm } from '../../src/emulate/qemu-vm.js';
+import type { QemuVm } from '../../src/emulate/qemu-vm.js';
+import { bootImage } from '../helpers/boot.js';
 import { REPO, runCli, stageCaching, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-it-'));
@@ -22,19 +22,8 @@ function expectOk(run: CliRun): void {
   if (run.exitCode !== 0) throw new Error(`build failed (${run.exitCode}):\n${run.stderr}\n${run.stdout.slice(-4000)}`);
 }
 
-/** Boots an image (on a copy grown by 1 GiB) with 4 CPUs like a Pi 5 and a NIC on a restricted user network (no host access). */
-async function bootImage(image: string, name: string): Promise<QemuVm> {
-  const disk = join(work, `${name}.img`);
-  copyFileSync(image, disk);
-  truncateSync(disk, statSync(disk).size + 1024 ** 3); // a bigger "card": the root must grow into it
-  const boot = await extractDirectBootFiles(disk, join(work, `${name}-boot`));
-  const vm = new QemuVm({ image: disk, boot, name, cpus: 4, netArgs: ['-netdev', 'user,id=lan,restrict=on', '-device', 'virtio-net-pci,netdev=lan'] });
-  vm.start();
-  await vm.waitFor(/root@pi-test:~# /, 10 * 60_000);
-  await vm.check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb');
-  await vm.run('systemctl is-system-running --wait', 5 * 60_000);
-  return vm;
-}
+/** Boots an image on a copy grown by 1 GiB, with a NIC. */
+const bootCopy = (image: string, name: string) => bootImage(image, { name, workDir: work, copyTo: join(work, `${name}.img`), nic: true });
 
 interface DoctorReport {
   levers: { id: string; status: string; reason?: string; checks: { what: string; status: string; actual: string }[] }[];
@@ -133,7 +122,7 @@ describe('qemu board image', () => {
     const manifest = () => manifestOf(out1);
 
     beforeAll(async () => {
-      vm = await bootImage(join(out1, 'pi-image-qemu.img'), 'node1');
+      vm = await bootCopy(join(out1, 'pi-image-qemu.img'), 'node1');
     }, 15 * 60_000);
 
     afterAll(async () => {
@@ -225,7 +214,7 @@ describe('qemu board image', () => {
     let vm: QemuVm;
 
     beforeAll(async () => {
-      vm = await bootImage(join(out3, 'pi-image-qemu.img'), 'node3');
+      vm = await bootCopy(join(out3, 'pi-image-qemu.img'), 'node3');
     }, 15 * 60_000);
 
     afterAll(async () => {
