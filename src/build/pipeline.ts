@@ -119,12 +119,11 @@ export async function build(opts: {
     }
   };
 
+  /** A cached stage: its entry's meta.json is the stage's result. */
   const cachedJson = async <T>(stageName: string, key: string, produce: (dir: string) => Promise<unknown>) => {
-    if (await cache.has(stageName, key)) {
-      return { value: JSON.parse(await readFile(join(cache.entry(stageName, key), 'meta.json'), 'utf8')) as T, cached: true };
-    }
-    await cache.fill(stageName, key, produce);
-    return { value: JSON.parse(await readFile(join(cache.entry(stageName, key), 'meta.json'), 'utf8')) as T, cached: false };
+    const cached = await cache.has(stageName, key);
+    if (!cached) await cache.fill(stageName, key, produce);
+    return { value: JSON.parse(await readFile(join(cache.entry(stageName, key), 'meta.json'), 'utf8')) as T, cached };
   };
 
   const root = process.getuid?.() === 0;
