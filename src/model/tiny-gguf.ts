@@ -95,7 +95,9 @@ export function tinyVocabulary(): { tokens: string[]; scores: number[]; types: n
     tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
     types.push(6); // byte
   }
-  const pieces = ['▁', ...'abcdefghijklmnopqrstuvwxyz'.split(''), ...'abcdefghijklmnopqrstuvwxyz'.split('').map((c) => `▁${c}`), '▁the', '▁a', '▁is', '▁of', '▁and', '▁to', '▁in', '▁hello', '▁world', '▁pi', '▁cluster', 'ing', 'ed', 'er', '.', ',', '!', '?'];
+  const letters = 'abcdefghijklmnopqrstuvwxyz'.split('');
+  // Every piece once: llama.cpp refuses a vocabulary with duplicates.
+  const pieces = [...new Set(['▁', ...letters, ...letters.map((c) => `▁${c}`), '▁the', '▁is', '▁of', '▁and', '▁to', '▁in', '▁hello', '▁world', '▁pi', '▁cluster', 'ing', 'ed', 'er', '.', ',', '!', '?'])];
   for (const p of pieces) {
     tokens.push(p);
     types.push(1); // normal

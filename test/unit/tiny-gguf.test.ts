@@ -56,6 +56,7 @@ describe('tiny GGUF model', () => {
     const tokens = h.meta['tokenizer.ggml.tokens'] as string[];
     expect(tokens).toHaveLength(tinyVocabulary().tokens.length);
     expect(tokens.filter((t) => /^<0x[0-9A-F]{2}>$/.test(t))).toHaveLength(256);
+    expect(new Set(tokens).size).toBe(tokens.length);
     expect(h.infos.map((t) => t.name)).toEqual(expect.arrayContaining(['token_embd.weight', 'blk.1.ffn_down.weight', 'output_norm.weight', 'output.weight']));
     expect(h.infos.find((t) => t.name === 'token_embd.weight')?.dims).toEqual([64, tokens.length]);
     const last = h.infos.at(-1);
