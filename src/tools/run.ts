@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import { execa, ExecaError } from 'execa';
 import { DiskFullError, HostToolMissingError, StageError } from '../errors.js';
 import type { Reporter } from '../progress.js';
@@ -29,13 +30,15 @@ export async function runTool(command: string, args: string[], opts: RunOptions)
     opts.reporter.emit({ type: 'tool-output', stage: opts.stage, line });
     opts.onLine?.(line);
   };
+  const outFd = opts.stdoutFile ? openSync(opts.stdoutFile, 'w') : undefined;
   const child = execa(command, args, {
     env: { LC_ALL: 'C.UTF-8', ...opts.env },
     cwd: opts.cwd,
     cancelSignal: opts.signal,
     input: opts.input,
     stdin: opts.input === undefined ? 'ignore' : undefined,
-    stdout: opts.stdoutFile ? { file: opts.stdoutFile } : 'pipe',
+    // Binary output goes straight to the file descriptor, untouched by any decoding.
+    stdout: (outFd ?? 'pipe') as 'pipe', // execa takes a file descriptor here; its typings list only names
     buffer: { stdout: !opts.stdoutFile, stderr: false },
     stripFinalNewline: false,
   });
@@ -46,6 +49,8 @@ export async function runTool(command: string, args: string[], opts: RunOptions)
     return opts.stdoutFile ? '' : String(result.stdout);
   } catch (error) {
     throw toUserError(command, args, error, tail, opts);
+  } finally {
+    if (outFd !== undefined) closeSync(outFd);
   }
 }
 

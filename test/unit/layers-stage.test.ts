@@ -1,4 +1,4 @@
-import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -57,7 +57,6 @@ describe('layers stage', async () => {
   await makeBaseTar(baseTar);
   const { plan, layers } = await planBuild(resolveConfig({ hostname: 'node-a', layers: [FIXTURE_LAYER] }, {}), { env: {} });
   const out = join(dir, 'out');
-  const { mkdirSync } = await import('node:fs');
   mkdirSync(out);
   const sde = 1_500_000_000;
   const meta = await runLayersStage({ plan, layers, baseTar, timers: ['apt-daily.timer', 'fstrim.timer'], sourceDateEpoch: sde, outDir: out, reporter: silentReporter });
@@ -196,6 +195,12 @@ describe('layers stage: Raspberry Pi 5 boot partition and bootloader', async () 
   });
 
   it('refuses an overclock key from a layer or the config (no-overclock guard)', async () => {
+    const layer = join(dir, 'overclock-layer');
+    mkdirSync(join(layer, 'overlay'), { recursive: true });
+    writeFileSync(join(layer, 'layer.yaml'), 'name: overclock\ndescription: a layer that overclocks\nconfig_txt:\n  pi5: [over_voltage_delta=50000, arm_freq=3000]\n');
+    await expect(planBuild(resolveConfig({ board: 'pi5', layers: [layer] }, {}), { env: {} })).rejects.toThrow(
+      /config.txt would overclock: "over_voltage_delta=50000" in \[pi5\], "arm_freq=3000" in \[pi5\]; the tuning profile pi5-inference forbids it/,
+    );
     await expect(planBuild(resolveConfig({ board: 'pi5', config_txt: { pi5: ['arm_freq=3000'] } }, {}), { env: {} })).rejects.toThrow(
       /config.txt would overclock: "arm_freq=3000" in \[pi5\]; the tuning profile pi5-inference forbids it/,
     );

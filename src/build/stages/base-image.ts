@@ -15,7 +15,7 @@ const FAT_TYPES = ['b', 'c', 'e', 'ef'];
 const STAGE = 'base';
 
 /** Decompresses (xz, zstd, gzip: by their magic bytes) or copies the image to a writable work file. */
-async function workingCopy(source: string, target: string, reporter: Reporter, signal?: AbortSignal): Promise<void> {
+export async function workingCopy(source: string, target: string, reporter: Reporter, signal?: AbortSignal): Promise<void> {
   const handle = await open(source, 'r');
   const magic = Buffer.alloc(6);
   await handle.read(magic, 0, 6, 0);
