@@ -5,6 +5,7 @@ import { bootconfigCommand } from './bootconfig-command.js';
 import { buildCommand } from './build-command.js';
 import { doctorCommand } from './doctor-command.js';
 import { eepromCommand } from './eeprom-command.js';
+import { emulateCommand } from './emulate-command.js';
 import { leversCommand } from './levers-command.js';
 
 const program = new Command('pi-image')
@@ -15,6 +16,7 @@ const program = new Command('pi-image')
   .addCommand(doctorCommand())
   .addCommand(eepromCommand())
   .addCommand(bootconfigCommand())
-  .addCommand(leversCommand());
+  .addCommand(leversCommand())
+  .addCommand(emulateCommand());
 
 await program.parseAsync(process.argv);

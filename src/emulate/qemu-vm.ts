@@ -24,11 +24,16 @@ export class QemuVm {
   private process?: ResultPromise;
   private output = '';
   private waiters: { re: RegExp; from: number; resolve: (m: RegExpMatchArray) => void }[] = [];
-  private exited = false;
+  private isExited = false;
   private exitWaiters: (() => void)[] = [];
   private commandSeq = 0;
 
   constructor(readonly options: VmOptions) {}
+
+  /** Resolves when QEMU has exited. */
+  get exited(): Promise<void> {
+    return new Promise<void>((resolve) => (this.isExited ? resolve() : this.exitWaiters.push(resolve)));
+  }
 
   get consoleLog(): string {
     return this.output;
@@ -68,7 +73,7 @@ export class QemuVm {
     this.process.stdout?.on('data', onData);
     this.process.stderr?.on('data', onData);
     void this.process.then(() => {
-      this.exited = true;
+      this.isExited = true;
       this.exitWaiters.splice(0).forEach((w) => w());
       this.checkWaiters();
     });
@@ -94,7 +99,7 @@ export class QemuVm {
       }, timeoutMs);
       this.waiters.push(waiter);
       this.checkWaiters();
-      if (this.exited && this.waiters.includes(waiter)) {
+      if (this.isExited && this.waiters.includes(waiter)) {
         clearTimeout(timer);
         this.waiters.splice(this.waiters.indexOf(waiter), 1);
         reject(new Error(`${this.options.name ?? 'vm'}: QEMU exited while waiting for ${re}; console tail:\n${this.output.slice(-3000)}`));
@@ -128,16 +133,16 @@ export class QemuVm {
 
   /** Cuts the power. */
   async kill(): Promise<void> {
-    if (!this.process || this.exited) return;
+    if (!this.process || this.isExited) return;
     this.process.kill('SIGKILL');
-    await new Promise<void>((resolve) => (this.exited ? resolve() : this.exitWaiters.push(resolve)));
+    await this.exited;
   }
 
   /** Clean shutdown through the console, with a hard stop if it takes too long. */
   async shutdown(timeoutMs = 60_000): Promise<void> {
-    if (!this.process || this.exited) return;
+    if (!this.process || this.isExited) return;
     this.send('systemctl poweroff\n');
-    const stopped = new Promise<void>((resolve) => (this.exited ? resolve() : this.exitWaiters.push(resolve)));
+    const stopped = this.exited;
     const timer = setTimeout(() => void this.kill(), timeoutMs);
     await stopped;
     clearTimeout(timer);
