@@ -56,12 +56,18 @@ describe('pi-image commands', () => {
   });
 
   it('every command explains itself with --help', async () => {
-    for (const args of [['--help'], ['build', '--help'], ['doctor', '--help'], ['eeprom', 'set', '--help'], ['bootconfig', '--help'], ['levers', '--help']]) {
+    for (const args of [['--help'], ['build', '--help'], ['doctor', '--help'], ['eeprom', 'set', '--help'], ['bootconfig', '--help'], ['levers', '--help'], ['emulate', '--help']]) {
       const run = await runCli(args);
       expect(run.exitCode, args.join(' ')).toBe(0);
       expect(run.stdout).toMatch(/Usage: pi-image/);
     }
     expect((await runCli(['build', '--help'])).stdout).toContain('--check-valid-until');
+  });
+
+  it('emulate names a missing image', async () => {
+    const run = await runCli(['emulate', join(work, 'nope.img'), '--nodes', '2']);
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr).toContain(`error: ${join(work, 'nope.img')} is not an image file`);
   });
 
   it('doctor --host finds everything the build needs on this machine', async () => {

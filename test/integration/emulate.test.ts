@@ -30,7 +30,7 @@ describe('emulated LAN', () => {
   async function lanAddress(i: number): Promise<string> {
     const vm = cluster.vms[i];
     if (!vm) throw new Error(`no node ${i}`);
-    const cmd = "for n in /sys/class/net/*; do [ \"$(cat $n/address)\" = '52:54:00:a1:00:0" + (i + 1) + "' ] && basename $n; done";
+    const cmd = "for n in /sys/class/net/*; do [ \"$(cat $n/address)\" = '52:54:00:a1:00:0" + (i + 1) + "' ] && basename $n; done; true";
     const nic = await vm.check(cmd);
     for (let tries = 0; tries < 60; tries++) {
       const addr = (await vm.check(`ip -4 -o addr show dev ${nic} | awk '{print $4}' | cut -d/ -f1`)).trim();
