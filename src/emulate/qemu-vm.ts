@@ -115,8 +115,9 @@ export class QemuVm {
   async run(command: string, timeoutMs = 60_000): Promise<{ output: string; status: number }> {
     const n = ++this.commandSeq;
     const from = this.output.length;
-    this.send(`echo @@B${n}@@; ${command}; echo "@@E${n}:$?@@"\n`);
-    // The echoed command line has "@@B1@@;" and "@@E1:$?@@": only real output matches these.
+    // A brace group, closed on its own line, so a command may end in & (a background job); the
+    // shell prints no prompt inside it. The quotes keep the markers out of the echoed input.
+    this.send(`echo @@B${n}""@@; { ${command}\n}; echo "@@E${n}:$?""@@"\n`);
     const begin = await this.waitFor(new RegExp(`@@B${n}@@\\r?\\n`), timeoutMs, from);
     const startAt = from + (begin.index ?? 0) + begin[0].length;
     const end = await this.waitFor(new RegExp(`@@E${n}:(\\d+)@@`), timeoutMs, startAt);
