@@ -4,7 +4,8 @@ import type { Reporter } from '../progress.js';
 import { runTool } from '../tools/run.js';
 import { SECTOR, type DiskLayout } from './layout.js';
 
-const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
+/** mtools on image files: no drive config from the host, no refusal of unusual geometry. */
+export const MTOOLS_ENV = { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
 
 /** FAT32 `bootfs` inside the disk image at the boot partition's offset, filled with mtools (no mount). */
 export async function makeBootFilesystem(opts: {

@@ -2,6 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readPartitionTable } from '../disk/partition-table.js';
 import { SECTOR } from '../disk/layout.js';
+import { MTOOLS_ENV } from '../disk/fat.js';
 import { silentReporter } from '../progress.js';
 import { runTool } from '../tools/run.js';
 
@@ -23,7 +24,7 @@ export async function extractDirectBootFiles(image: string, destDir: string): Pr
     await runTool('mcopy', ['-n', '-i', fat, `::${name}`, join(destDir, name)], {
       stage: 'emulate',
       reporter: silentReporter,
-      env: { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' },
+      env: MTOOLS_ENV,
       hint: 'is this an image of the qemu board? Only it carries vmlinuz and initrd.img on its boot partition',
     });
   }

@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Config } from '../../config/config.js';
@@ -7,16 +5,11 @@ import { redactConfig } from '../../config/config.js';
 import { createBmap } from '../../disk/bmap.js';
 import type { Reporter } from '../../progress.js';
 import { compressZstd } from '../../tools/zstd.js';
+import { sha256OfFile } from '../../tools/download.js';
 import type { Plan } from '../plan.js';
 import type { BaseMeta } from './base.js';
 import type { DiskResult } from './disk.js';
 import type { LayersMeta } from './layers.js';
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
 
 export interface Manifest {
   tool: Plan['tool'];
@@ -64,7 +57,7 @@ export async function runArtifactsStage(opts: {
   const artifacts: Manifest['artifacts'] = [];
   for (const file of [img, zst, bmap]) {
     reporter.emit({ type: 'stage-progress', stage: 'artifacts', detail: `checksum of ${basename(file)}` });
-    artifacts.push({ file: basename(file), size: (await stat(file)).size, sha256: await sha256File(file) });
+    artifacts.push({ file: basename(file), size: (await stat(file)).size, sha256: await sha256OfFile(file) });
   }
   await writeFile(join(workDir, plan.outputs.sums), artifacts.map((a) => `${a.sha256}  ${a.file}\n`).join(''));
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { PiImageError } from '../../errors.js';
 import { readPartitionTable } from '../../disk/partition-table.js';
 import { MIB, SECTOR } from '../../disk/layout.js';
+import { MTOOLS_ENV } from '../../disk/fat.js';
 import type { Reporter } from '../../progress.js';
 import { MountStack, withChroot } from '../../tools/chroot.js';
 import { pinnedFile } from '../../tools/download.js';
@@ -46,7 +47,7 @@ async function addExtraSources(root: string, plan: Plan): Promise<void> {
 }
 
 async function copyOutOfFat(image: string, offset: number, dest: string, reporter: Reporter): Promise<void> {
-  const env = { MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
+  const env = MTOOLS_ENV;
   const listing = await runTool('mdir', ['-b', '-i', `${image}@@${offset}`, '::/'], { stage: STAGE, reporter, env });
   if (!listing.trim()) return;
   await runTool('mcopy', ['-s', '-n', '-m', '-i', `${image}@@${offset}`, '::/*', `${dest}/`], { stage: STAGE, reporter, env });
