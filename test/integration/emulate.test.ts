@@ -16,7 +16,8 @@ describe('emulated LAN', () => {
     const out = join(work, 'out');
     const built = await runCli(['build', '--board', 'qemu', '--hostname', 'pi-test', '--layer', join(REPO, 'test/fixtures/layers/serial-console'), '--out', out], { env: { PI_IMAGE_CACHE: TEST_CACHE } });
     if (built.exitCode !== 0) throw new Error(built.stderr);
-    cluster = await startCluster({ image: join(out, 'pi-image-qemu.img'), nodes: 2 });
+    // One vCPU each: two emulated nodes on a 2-core host without overcommitting it.
+    cluster = await startCluster({ image: join(out, 'pi-image-qemu.img'), nodes: 2, cpus: 1 });
     for (const vm of cluster.vms) await vm.waitFor(/root@pi-test:~# /, 10 * 60_000);
     for (const vm of cluster.vms) await vm.check('stty -echo; dmesg -n 1; export TERM=dumb SYSTEMD_COLORS=0');
   }, 20 * 60_000);
