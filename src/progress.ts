@@ -8,6 +8,7 @@ export type ProgressEvent =
   | { type: 'stage-end'; stage: string; cached: boolean; seconds: number; key?: string }
   | { type: 'tool-output'; stage: string; line: string }
   | { type: 'result'; data: unknown }
+  | { type: 'warning'; message: string }
   | { type: 'error'; stage?: string; message: string; hint?: string; command?: string; outputTail?: string[] };
 
 export interface Reporter {
@@ -91,6 +92,9 @@ export class HumanReporter implements Reporter {
         break;
       case 'tool-output':
         if (this.verbose) this.println(`  │ ${event.line}`);
+        break;
+      case 'warning':
+        this.println(`! ${event.message}`);
         break;
       case 'result':
         break;

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { chmod, mkdtemp, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import { ConfigError, HostToolMissingError, PiImageError, StageError } from '../errors.js';
@@ -9,6 +9,7 @@ import { checkHost } from '../tools/host-tools.js';
 import { StageCache } from './cache.js';
 import { adoptImportedBase, makePlan, type Plan } from './plan.js';
 import { loadBoard, loadLayer, orderLayers, type Layer } from './profiles.js';
+import { planNode } from './node-plan.js';
 import { loadTuningProfile, resolveLevers } from '../tuning/profile.js';
 import { planBootloader } from '../firmware/bootloader-plan.js';
 import { runArtifactsStage, type Manifest } from './stages/artifacts.js';
@@ -49,7 +50,8 @@ export async function planBuild(config: Config, opts: { configDir?: string; env?
   const levers = resolveLevers(profile, board.name, config.tuning);
   const bootloader = await planBootloader(config, board.name, levers, opts.configDir ?? process.cwd());
   const keyrings = await planKeyrings(config, opts.configDir ?? process.cwd());
-  return { plan: makePlan(config, board, layers, { profile, levers }, bootloader, opts.env, keyrings), layers };
+  const node = await planNode(config, board, opts.configDir ?? process.cwd());
+  return { plan: makePlan(config, board, layers, { profile, levers }, bootloader, opts.env, keyrings, node), layers };
 }
 
 /** Keyrings named by apt.extra_sources[].signed_by: read now, so their content is part of the base cache key. */
@@ -157,8 +159,9 @@ export async function build(opts: {
   // Everything below happens in a sibling of --out, renamed into place only at the end.
   const workDir = await mkdtemp(join(dirname(outDir), `.${basename(outDir)}.pi-image-tmp-`));
   try {
+    const secrets = await secretSources(plan, workDir, reporter);
     const disk = await stage('disk', 'disk image: MBR, FAT32 bootfs, ext4 rootfs', undefined, async () => ({
-      value: await runDiskStage({ plan, layers: layersMeta, layersDir, image: join(workDir, plan.outputs.img), reporter, signal }),
+      value: await runDiskStage({ plan, layers: layersMeta, layersDir, image: join(workDir, plan.outputs.img), secrets, reporter, signal }),
       cached: false,
     }));
     const { manifest, zstdSeconds } = await stage('artifacts', 'artifacts: .img.zst, .bmap, SHA256SUMS, manifest.json', undefined, async () => ({
@@ -175,6 +178,22 @@ export async function build(opts: {
   } finally {
     await rm(workDir, { recursive: true, force: true });
   }
+}
+
+/** The secrets for the boot partition; a cluster secret nobody gave is made here and published as <out>/cluster.secret. */
+async function secretSources(plan: Plan, workDir: string, reporter: Reporter): Promise<{ name: string; source: string }[]> {
+  const out: { name: string; source: string }[] = [];
+  for (const secret of plan.node.secrets) {
+    if (secret.source) {
+      out.push({ name: secret.name, source: secret.source });
+      continue;
+    }
+    const made = join(workDir, secret.name);
+    await writeFile(made, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+    reporter.emit({ type: 'warning', message: `no cluster.secret_file given: made a new cluster secret, saved as ${join(plan.outputs.dir, secret.name)}; build more nodes of this cluster with --cluster-secret ${join(plan.outputs.dir, secret.name)}` });
+    out.push({ name: secret.name, source: made });
+  }
+  return out;
 }
 
 /** Replaces --out with the finished work directory; the old output is removed only after the swap. */

@@ -9,6 +9,7 @@ import { ConfigError } from '../errors.js';
 import { forbiddenConfigTxtKeys } from '../tuning/render.js';
 import type { BootloaderPlan } from '../firmware/bootloader-plan.js';
 import type { ResolvedLever, TuningProfile } from '../tuning/profile.js';
+import type { NodePlan } from './node-plan.js';
 
 /**
  * Bump when what a stage produces changes for the same inputs (e.g. a new mke2fs option),
@@ -23,6 +24,7 @@ export interface PlannedLayer {
   files: { path: string; sha256: string; template: boolean; mode: string; uid: number; gid: number }[];
   remove: string[];
   enable: { unit: string; wanted_by: string }[];
+  mask: string[];
 }
 
 /** Everything a build will do, as plain data: what `--print-plan` shows and what the stages consume. */
@@ -50,7 +52,9 @@ export interface Plan {
   layers: PlannedLayer[];
   tuning: { profile: string; levers: ResolvedLever[] };
   bootloader: BootloaderPlan;
-  engine: string | null;
+  engine: NodePlan['settings']['engine']['name'];
+  /** The node agent's settings and the files it needs (model, engine binaries, login keys, secrets). */
+  node: NodePlan;
   boot: {
     offsetMib: number;
     partitionMib: number;
@@ -126,6 +130,7 @@ export function makePlan(
   bootloader: BootloaderPlan,
   env: NodeJS.ProcessEnv = process.env,
   keyrings: Plan['base']['keyrings'] = [],
+  node: NodePlan = emptyNodePlan(config, board),
 ): Plan {
   const name = config.name ?? `pi-image-${board.name}`;
   const suite = config.suite ?? board.suite;
@@ -167,6 +172,7 @@ export function makePlan(
     files: layer.overlay.map((f) => ({ path: f.path, sha256: f.sha256, template: f.template, ...fileMode(layer, f.path) })),
     remove: layer.remove,
     enable: layer.enable,
+    mask: layer.mask,
   }));
 
   const plan: Plan = {
@@ -178,7 +184,8 @@ export function makePlan(
     layers: plannedLayers,
     tuning: { profile: tuning.profile.name, levers: tuning.levers },
     bootloader,
-    engine: null,
+    engine: node.settings.engine.name,
+    node,
     boot: {
       offsetMib: board.boot.offset_mib,
       partitionMib: board.boot.partition_mib,
@@ -225,9 +232,26 @@ export function makePlan(
     boot: plan.boot,
     tuning: plan.tuning,
     bootloader,
+    node: { settings: node.settings, files: node.files.map(({ source: _source, ...f }) => f), authorizedKeys: node.authorizedKeys },
     sde: sourceDateEpoch.value,
   });
   return plan;
+}
+
+/** The node part of a plan for callers that plan without reading files (unit tests). */
+export function emptyNodePlan(config: Config, board: BoardProfile): NodePlan {
+  return {
+    settings: {
+      cluster: { name: config.cluster.name, size: config.cluster.size, apiPort: config.cluster.api_port, discoveryPort: 47474 },
+      role: config.role,
+      engine: { name: config.engine.name ?? board.engine, binDir: '/opt/pi-image/engine/bin', contextLength: config.engine.context_length },
+      model: null,
+      user: { name: config.user.name },
+    },
+    files: [],
+    authorizedKeys: '',
+    secrets: [{ name: 'cluster.secret', source: null }],
+  };
 }
 
 export function outputPath(plan: Plan, key: keyof Plan['outputs']): string {

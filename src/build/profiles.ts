@@ -17,6 +17,7 @@ export interface BoardProfile {
   initramfs_modules?: string[];
   layers: string[];
   tuning: string;
+  engine: 'llama.cpp' | 'dllama';
   boot: {
     partition_mib: number;
     offset_mib: number;
@@ -36,6 +37,7 @@ export interface LayerDefinition {
   files: Record<string, { mode?: string; uid?: number; gid?: number }>;
   remove: string[];
   enable: { unit: string; wanted_by: string }[];
+  mask: string[];
   config_txt: Record<string, string[]>;
   cmdline: string[];
   build_files: Record<string, { from: string; mode?: string }>;

@@ -1,4 +1,5 @@
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../atomic-write.js';
 import { Command } from 'commander';
 import { PiImageError } from '../errors.js';
 import { CONFIG_FILE, eepromSignature, parseSections, readEepromFile, replaceEepromFile, setBootconfKeys } from '../firmware/eeprom.js';
@@ -13,14 +14,10 @@ async function readImage(path: string): Promise<Buffer> {
   }
 }
 
-/** Writes next to the target and renames, so a failure never leaves half a file. */
 async function writeAtomically(path: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
   try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
+    await writeFileAtomic(path, data);
   } catch (e) {
-    await rm(tmp, { force: true });
     throw new PiImageError(`cannot write ${path}: ${(e as Error).message}`);
   }
 }

@@ -2,6 +2,36 @@ import { Command } from 'commander';
 import { BOOT_MILESTONES, NODE_API_PORT, startCluster } from '../emulate/cluster.js';
 import { silentReporter } from '../progress.js';
 import { reportError } from './report-error.js';
+import { PiImageError } from '../errors.js';
+
+/** Polls each node's forwarded API port (from the host, not inside the nodes) until one root reports ready. */
+async function waitForRoot(ports: number[], timeoutMs: number, allExited: Promise<unknown>): Promise<{ node: number; url: string } | undefined> {
+  let exited = false;
+  void allExited.then(() => (exited = true));
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && !exited) {
+    for (const [i, port] of ports.entries()) {
+      const url = `http://127.0.0.1:${port}`;
+      const health = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(3000) })
+        .then((r) => (r.ok ? (r.json() as Promise<{ ready?: boolean }>) : undefined))
+        .catch(() => undefined);
+      if (health?.ready) return { node: i + 1, url };
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+  return undefined;
+}
+
+async function askOnce(url: string, prompt: string): Promise<string> {
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages: [{ role: 'user', content: prompt }], max_tokens: 32 }),
+  });
+  const body = (await res.json()) as { choices?: { message: { content: string }; finish_reason: string }[]; error?: { message: string } };
+  if (!res.ok || !body.choices?.[0]) throw new PiImageError(`the cluster answered ${res.status}: ${body.error?.message ?? 'no choices'}`);
+  return `${body.choices[0].message.content}\n(finish_reason: ${body.choices[0].finish_reason})`;
+}
 
 export function emulateCommand(): Command {
   return new Command('emulate')
@@ -12,7 +42,9 @@ export function emulateCommand(): Command {
     .option('--memory <MiB>', 'memory per node', '1024')
     .option('--api-port <port>', `first host port forwarded to a node's port ${NODE_API_PORT} (node i gets port + i - 1)`, '18080')
     .option('--console <n>', 'stream node n\'s serial console')
-    .action(async (image: string, options: { nodes: string; cpus: string; memory: string; apiPort: string; console?: string }) => {
+    .option('--ask <prompt>', 'once the cluster serves, send this chat prompt to its API, print the answer and stop every node')
+    .option('--timeout <minutes>', 'give up when no node serves within this time', '45')
+    .action(async (image: string, options: { nodes: string; cpus: string; memory: string; apiPort: string; console?: string; ask?: string; timeout: string }) => {
       const stage = new Map<number, string>();
       const show = () => process.stderr.write(`\r\x1b[2K${[...stage.entries()].map(([i, s]) => `node${i + 1}: ${s}`).join('  ')}`);
       const logs = new Map<number, string>();
@@ -45,6 +77,14 @@ export function emulateCommand(): Command {
         for (let i = 0; i < cluster.vms.length; i++) stage.set(i, 'starting');
         show();
         process.stderr.write(`\n${cluster.vms.length} nodes on a private LAN; node i's port ${NODE_API_PORT} is 127.0.0.1:${cluster.apiPorts[0]}…${cluster.apiPorts.at(-1)}. Ctrl-C stops them.\n`);
+        const serving = await waitForRoot(cluster.apiPorts, Number(options.timeout) * 60_000, Promise.all(cluster.vms.map((vm) => vm.exited)));
+        if (serving === undefined) throw new PiImageError(`no node served within ${options.timeout} minutes`, 'watch a node with --console <n> and run `pi-node status` there');
+        process.stderr.write(`\ncluster serving: ${serving.url}/v1 (OpenAI-compatible; root is node${serving.node})\n`);
+        if (options.ask !== undefined) {
+          process.stdout.write(`${await askOnce(serving.url, options.ask)}\n`);
+          await cluster.stop();
+          return;
+        }
         await Promise.all(cluster.vms.map((vm) => vm.exited));
       } catch (e) {
         reportError(e, silentReporter);

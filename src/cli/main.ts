@@ -7,6 +7,7 @@ import { doctorCommand } from './doctor-command.js';
 import { eepromCommand } from './eeprom-command.js';
 import { emulateCommand } from './emulate-command.js';
 import { leversCommand } from './levers-command.js';
+import { tinyModelCommand } from './tiny-model-command.js';
 
 const program = new Command('pi-image')
   .description('Build tuned Debian / Raspberry Pi OS images for CPU-only LLM inference clusters')
@@ -17,6 +18,7 @@ const program = new Command('pi-image')
   .addCommand(eepromCommand())
   .addCommand(bootconfigCommand())
   .addCommand(leversCommand())
-  .addCommand(emulateCommand());
+  .addCommand(emulateCommand())
+  .addCommand(tinyModelCommand());
 
 await program.parseAsync(process.argv);

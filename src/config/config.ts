@@ -38,6 +38,10 @@ export interface Config {
     image?: string;
     recovery?: string;
   };
+  cluster: { name: string; size: number; secret_file?: string; api_port: number; api_token_file?: string };
+  engine: { name?: 'llama.cpp' | 'dllama'; dllama_dir?: string; context_length: number };
+  model?: { path: string; tokenizer?: string; name?: string };
+  user: { name: string; ssh_keys: string[] };
   rootfs: { headroom_mib: number };
   compression: { level: number };
   source_date_epoch?: number;

@@ -31,3 +31,11 @@ export async function makeBootFilesystem(opts: {
     env,
   });
 }
+
+/** Adds files to a folder of the FAT file system already in the image (the first-boot secrets). */
+export async function addBootFiles(opts: { image: string; layout: DiskLayout; folder: string; files: string[]; sourceDateEpoch: number; reporter: Reporter }): Promise<void> {
+  const target = `${opts.image}@@${opts.layout.boot.startBytes}`;
+  const env = { ...MTOOLS_ENV, SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch) };
+  await runTool('mmd', ['-i', target, `::/${opts.folder}`], { stage: 'disk', reporter: opts.reporter, env });
+  await runTool('mcopy', ['-i', target, '-p', '-m', '-Q', ...opts.files, `::/${opts.folder}/`], { stage: 'disk', reporter: opts.reporter, env });
+}

@@ -5,72 +5,96 @@ import { PiImageError } from '../errors.js';
 import { extractDirectBootFiles } from './boot-files.js';
 import { forwardedPortArgs, PrivateLan } from './private-lan.js';
 import { QemuVm } from './qemu-vm.js';
+import { relayIntoNamespace } from './port-relay.js';
 
 /** The port the node agent's API front listens on (forwarded to the host's loopback). */
 export const NODE_API_PORT = 8080;
 
 export interface EmulatedCluster {
+  /** The running (or last) VM of each node, in node order; replaced when a node is started again. */
   vms: QemuVm[];
   lan: PrivateLan;
   /** Host ports forwarded to each node's API port, in node order. */
   apiPorts: number[];
+  /** Copies of the image each node boots from. */
+  disks: string[];
+  /** Powers node i on (again, after it stopped: its disk keeps what the node wrote). */
+  startNode(i: number): QemuVm;
   stop(): Promise<void>;
 }
 
 /**
  * N nodes booted from one image (each on its own copy, grown like a bigger card) on a private
- * LAN, each also reachable from the host's loopback on one forwarded port. `stop` cuts the
- * power, removes the LAN and the copies.
+ * LAN, each also reachable from the host's loopback on one forwarded port. `images` gives a
+ * node its own image (e.g. one built with another secret); `start: false` leaves every node
+ * off until `startNode`. `stop` cuts the power, removes the LAN and the copies.
  */
 export async function startCluster(opts: {
   image: string;
   nodes: number;
+  images?: Record<number, string>;
+  start?: boolean;
   cpus?: number;
   memoryMib?: number;
   firstApiPort?: number;
   onOutput?: (node: number, text: string) => void;
 }): Promise<EmulatedCluster> {
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 8) throw new PiImageError(`--nodes must be 1 to 8, not ${opts.nodes}`);
-  const st = await stat(opts.image).catch(() => undefined);
-  if (!st?.isFile()) throw new PiImageError(`${opts.image} is not an image file`, 'build one with `pi-image build --board qemu`');
+  const imageOf = (i: number) => opts.images?.[i] ?? opts.image;
+  for (const image of new Set(Array.from({ length: opts.nodes }, (_, i) => imageOf(i)))) {
+    const st = await stat(image).catch(() => undefined);
+    if (!st?.isFile()) throw new PiImageError(`${image} is not an image file`, 'build one with `pi-image build --board qemu`');
+  }
   const work = await mkdtemp(join(tmpdir(), 'pi-image-emulate-'));
-  const boot = await extractDirectBootFiles(opts.image, join(work, 'boot'));
   const lan = await PrivateLan.create();
   const vms: QemuVm[] = [];
   const apiPorts: number[] = [];
+  const disks: string[] = [];
+  const netArgs: string[][] = [];
+  const boots: Awaited<ReturnType<typeof extractDirectBootFiles>>[] = [];
+  let relay: Awaited<ReturnType<typeof relayIntoNamespace>> | undefined;
   const stop = async () => {
     await Promise.all(vms.map((vm) => vm.kill()));
+    await relay?.close();
     await lan.destroy();
     await rm(work, { recursive: true, force: true });
+  };
+  const startNode = (i: number) => {
+    const vm = new QemuVm({
+      image: disks[i] as string,
+      boot: boots[i] as Awaited<ReturnType<typeof extractDirectBootFiles>>,
+      name: `node${i + 1}`,
+      cpus: opts.cpus ?? 2,
+      memoryMib: opts.memoryMib ?? 1024,
+      wrapper: lan.wrapper,
+      // Several emulated nodes share the host's cores: give slow device probing time
+      // instead of dropping to emergency mode after systemd's default 90 s.
+      append: ['systemd.default_device_timeout_sec=900', 'systemd.default_timeout_start_sec=900'],
+      netArgs: netArgs[i],
+      onOutput: (text) => opts.onOutput?.(i, text),
+    });
+    vm.start();
+    vms[i] = vm;
+    return vm;
   };
   try {
     for (let i = 0; i < opts.nodes; i++) {
       const disk = join(work, `node${i + 1}.img`);
-      await copyFile(opts.image, disk);
-      await truncate(disk, st.size + 1024 ** 3);
+      await copyFile(imageOf(i), disk);
+      await truncate(disk, (await stat(disk)).size + 1024 ** 3);
+      disks.push(disk);
+      boots.push(await extractDirectBootFiles(disk, join(work, `boot${i + 1}`)));
       const apiPort = (opts.firstApiPort ?? 18080) + i;
       apiPorts.push(apiPort);
-      const vm = new QemuVm({
-        image: disk,
-        boot,
-        name: `node${i + 1}`,
-        cpus: opts.cpus ?? 2,
-        memoryMib: opts.memoryMib ?? 1024,
-        wrapper: lan.wrapper,
-        // Several emulated nodes share the host's cores: give slow device probing time
-        // instead of dropping to emergency mode after systemd's default 90 s.
-        append: ['systemd.default_device_timeout_sec=900', 'systemd.default_timeout_start_sec=900'],
-        netArgs: [...(await lan.addNode(i)), ...forwardedPortArgs(apiPort, NODE_API_PORT)],
-        onOutput: (text) => opts.onOutput?.(i, text),
-      });
-      vm.start();
-      vms.push(vm);
+      netArgs.push([...(await lan.addNode(i)), ...forwardedPortArgs(apiPort, NODE_API_PORT)]);
     }
+    relay = await relayIntoNamespace({ wrapper: lan.wrapper, dir: work, ports: apiPorts });
+    if (opts.start ?? true) for (let i = 0; i < opts.nodes; i++) startNode(i);
   } catch (e) {
     await stop();
     throw e;
   }
-  return { vms, lan, apiPorts, stop };
+  return { vms, lan, apiPorts, disks, startNode, stop };
 }
 
 /** Boot milestones read off a node's console, for progress. */

@@ -3,6 +3,10 @@ import { applyCpuTuning, applyNicTuning } from './apply-tuning.js';
 import { formatDoctor, runDoctor } from './doctor.js';
 import { loadTuningState } from './tuning-state.js';
 import { physicalNics } from './nic.js';
+import { Agent } from './agent/agent.js';
+import { fetchStatus, formatStatus } from './agent/status.js';
+import { firstBoot } from './first-boot.js';
+import { loadNodeSettings } from './settings.js';
 
 const USAGE = `usage: pi-node <command>
 
@@ -13,6 +17,12 @@ commands:
                              apply the NIC levers to one or every physical Ethernet interface
                              (run at boot by pi-image-nic-tuning.service)
   apply-tuning --cpu         apply the CPU governor lever (run at boot by pi-image-cpu-tuning.service)
+  first-boot                 once per card: node id, hostname, login user, cluster secret moved off
+                             the boot partition (run at every boot by pi-image-first-boot.service;
+                             does its work once)
+  agent                      the cluster agent: discovery, role, engine, firewall, API front
+                             (run by pi-image-agent.service)
+  status [--json]            node id, role, peers and their state, engine state, model
   help                       this text
 `;
 
@@ -36,6 +46,19 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(USAGE);
         return 2;
       }
+      return 0;
+    }
+    case 'first-boot':
+      await firstBoot(await loadNodeSettings(), log);
+      return 0;
+    case 'agent': {
+      const agent = new Agent(await loadNodeSettings(), log);
+      await agent.start();
+      return new Promise<number>(() => undefined); // serves until systemd stops it
+    }
+    case 'status': {
+      const status = await fetchStatus();
+      process.stdout.write(args.includes('--json') ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
       return 0;
     }
     case 'help':

@@ -25,7 +25,8 @@ export async function bootImage(image: string, opts: { name: string; workDir: st
     netArgs: opts.nic ? ['-netdev', 'user,id=lan,restrict=on', '-device', 'virtio-net-pci,netdev=lan'] : undefined,
   });
   vm.start();
-  await vm.waitFor(new RegExp(`root@${opts.hostname ?? 'pi-test'}:~# `), 10 * 60_000);
+  // First boot renames the node (<cluster>-<id>) before the console logs in.
+  await vm.waitFor(opts.hostname ? new RegExp(`root@${opts.hostname}:~# `) : /root@[\w-]+:~# /, 10 * 60_000);
   await vm.check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb');
   await vm.run('systemctl is-system-running --wait', 5 * 60_000);
   return vm;

@@ -37,3 +37,10 @@ export function stageCaching(run: CliRun): Record<string, boolean> {
 }
 
 export const TEST_CACHE = process.env.PI_IMAGE_CACHE ?? '/var/cache/pi-image-test';
+
+/**
+ * Flags every qemu-board build in the tests shares, so they share one cached base: the
+ * archive here is a snapshot whose forky Release files are past Valid-Until, and a fixed
+ * cluster secret keeps builds reproducible (without one, each build makes a new secret).
+ */
+export const QEMU_TEST_FLAGS = ['--no-check-valid-until', '--cluster-secret', join(REPO, 'test/fixtures/cluster.secret')];

@@ -8,7 +8,7 @@ import type { Manifest } from '../../src/build/stages/artifacts.js';
 import type { QemuVm } from '../../src/emulate/qemu-vm.js';
 import { bootImage } from '../helpers/boot.js';
 import { parseBootconf, parseSections, readEepromFile } from '../../src/firmware/eeprom.js';
-import { REPO, runCli, TEST_CACHE, type CliRun } from '../helpers/cli.js';
+import { QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 import { synthesizeEeprom } from '../helpers/eeprom-image.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-base-'));
@@ -40,7 +40,7 @@ describe('an existing Raspberry Pi OS layout image as the base', () => {
   let baseImage: string;
 
   beforeAll(async () => {
-    expectOk(await runCli(['build', '--board', 'qemu', '--hostname', 'pi-test', '--layer', fixtureLayer, '--out', baseOut], { env }));
+    expectOk(await runCli(['build', '--board', 'qemu', ...QEMU_TEST_FLAGS, '--hostname', 'pi-test', '--layer', fixtureLayer, '--out', baseOut], { env }));
     baseImage = join(baseOut, 'pi-image-qemu.img');
     // Stand-ins for Raspberry Pi's binary blobs: a bootloader image in the published format, and a recovery.bin.
     writeFileSync(join(work, 'pieeprom-2025-01-01.bin'), synthesizeEeprom());

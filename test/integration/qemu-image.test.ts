@@ -7,13 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/build/stages/artifacts.js';
 import type { QemuVm } from '../../src/emulate/qemu-vm.js';
 import { bootImage } from '../helpers/boot.js';
-import { REPO, runCli, stageCaching, TEST_CACHE, type CliRun } from '../helpers/cli.js';
+import { QEMU_TEST_FLAGS, REPO, runCli, stageCaching, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-it-'));
 const layerDir = join(work, 'serial-console');
 cpSync(join(REPO, 'test/fixtures/layers/serial-console'), layerDir, { recursive: true });
 const env = { PI_IMAGE_CACHE: TEST_CACHE };
-const common = ['--board', 'qemu', '--hostname', 'pi-test', '--layer', layerDir, '--json'];
+const common = ['--board', 'qemu', ...QEMU_TEST_FLAGS, '--hostname', 'pi-test', '--layer', layerDir, '--json'];
 
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 const manifestOf = (out: string) => JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest;
@@ -110,7 +110,7 @@ describe('qemu board image', () => {
     // The same image with one lever switched off: booted below to show it is absent and reported as disabled.
     const config = join(work, 'lever-off.yaml');
     writeFileSync(config, 'tuning:\n  swappiness: false\n');
-    const third = await runCli(['build', '--config', config, '--board', 'qemu', '--hostname', 'pi-test', '--layer', changed, '--json', '--out', out3], { env });
+    const third = await runCli(['build', '--config', config, '--board', 'qemu', ...QEMU_TEST_FLAGS, '--hostname', 'pi-test', '--layer', changed, '--json', '--out', out3], { env });
     expectOk(third);
     expect(stageCaching(third)).toEqual({ base: true, layers: false, disk: false, artifacts: false });
     expect(manifestOf(out3).inputs.cache_keys.base).toBe(manifestOf(out1).inputs.cache_keys.base);
@@ -134,8 +134,11 @@ describe('qemu board image', () => {
       expect(await vm.check('systemctl --failed --no-legend --plain | wc -l')).toBe('0');
     });
 
-    it('has the configured hostname', async () => {
-      expect(await vm.check('hostname')).toBe('pi-test');
+    it('is named <cluster>-<node id> by its first boot, in the kernel and in /etc/hostname', async () => {
+      const name = await vm.check('hostname');
+      expect(name).toMatch(/^pi-cluster-[0-9a-f]{6}$/);
+      expect(await vm.check('cat /etc/hostname')).toBe(name);
+      expect(name.slice('pi-cluster-'.length)).toBe((await vm.check('cat /var/lib/pi-image/node-id')).slice(0, 6));
     });
 
     it('has the overlay files with their owner and mode', async () => {

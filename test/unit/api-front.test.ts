@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiFront } from '../../src/node/api/api-front.js';
+import { MALFORMED_REQUESTS } from '../helpers/malformed-requests.js';
 
 /**
  * A stand-in for the engine's HTTP API with distributed-llama's quirks: an empty
@@ -100,28 +101,7 @@ describe('API front', () => {
 
   it('answers 20 malformed requests with 4xx and OpenAI-style errors; none reaches the engine; a good request still works', async () => {
     const before = engine.received.length;
-    const cases: [string, Record<string, string>?][] = [
-      ['{"messages": [{"role": "user", "content": "hi"}'],
-      ['not json at all'],
-      [''],
-      ['null'],
-      ['[]'],
-      ['"a string"'],
-      ['{}'],
-      [JSON.stringify({ messages: [] })],
-      [JSON.stringify({ messages: 'hi' })],
-      [JSON.stringify({ messages: [{ role: 'wizard', content: 'hi' }] })],
-      [JSON.stringify({ messages: [{ role: 'user', content: 42 }] })],
-      [JSON.stringify({ messages: [{ role: 'user' }] })],
-      [JSON.stringify({ messages: [{ role: 'user', content: 'hi', extra: 1 }] })],
-      [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: 'yes' })],
-      [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: -5 })],
-      [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], temperature: 'hot' })],
-      [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], frobnicate: true })],
-      [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], n: 3 })],
-      [JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(100 * 1024) }] })],
-      ['{"messages": [{"role": "user", "content": "hi"}]}\u0000garbage', { 'content-type': 'application/json', authorization: 'bearer ignored' }],
-    ];
+    const cases = MALFORMED_REQUESTS;
     expect(cases).toHaveLength(20);
     for (const [body, headers] of cases) {
       const res = await post(body, headers);

@@ -13,7 +13,7 @@ describe('plan', () => {
   it('resolves the qemu board with its layers in order', async () => {
     const { plan } = await planBuild(resolveConfig({}, {}), { env: {} });
     expect(plan.board.name).toBe('qemu');
-    expect(plan.layers.map((l) => l.name)).toEqual(['system', 'growroot', 'ssh-hostkeys', 'pi-node', 'tuning']);
+    expect(plan.layers.map((l) => l.name)).toEqual(['system', 'growroot', 'ssh-hostkeys', 'pi-node', 'tuning', 'cluster', 'engine-llama-cpp']);
     expect(plan.base.packages).toEqual([...plan.base.packages].sort());
     expect(plan.base.packages).toEqual(expect.arrayContaining(['linux-image-arm64', 'openssh-server', 'fdisk']));
     expect(plan.boot.cmdline).toMatch(new RegExp(`root=PARTUUID=${plan.disk.diskId}-02 `));
@@ -72,7 +72,7 @@ describe('plan', () => {
     expect(args).toContain('--aptopt=Acquire::Check-Valid-Until "false"');
     expect(args).toContain(`--include=${plan.base.packages.join(',')}`);
     expect(args).toContain('--customize-hook=chroot "$1" systemctl enable systemd-networkd.service');
-    expect(args.slice(-3)).toEqual(['trixie', '/tmp/x.tar', 'deb http://m.example/debian trixie main']);
+    expect(args.slice(-3)).toEqual(['forky', '/tmp/x.tar', 'deb http://m.example/debian forky main']);
     expect(mmdebstrapArgs(plan.base, '/tmp/x.tar', { root: false })).toContain('--mode=unshare');
   });
 

@@ -1,9 +1,10 @@
-import { open, statfs } from 'node:fs/promises';
+import { copyFile, mkdtemp, open, rm, statfs, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DiskFullError } from '../../errors.js';
 import type { Reporter } from '../../progress.js';
 import { makeRootFilesystem } from '../../disk/ext4.js';
-import { makeBootFilesystem } from '../../disk/fat.js';
+import { addBootFiles, makeBootFilesystem } from '../../disk/fat.js';
+import { BOOT_SECRETS_DIR } from '../../node/settings.js';
 import { derivedFatVolumeId, MIB, planLayout, type DiskLayout } from '../../disk/layout.js';
 import { readPartitionTable, writePartitionTable, type PartitionTable } from '../../disk/partition-table.js';
 import type { Plan } from '../plan.js';
@@ -37,6 +38,8 @@ export async function runDiskStage(opts: {
   layers: LayersMeta;
   layersDir: string;
   image: string;
+  /** Secret files for the boot partition's pi-image/ folder (never cached: written here only). */
+  secrets: { name: string; source: string }[];
   reporter: Reporter;
   signal?: AbortSignal;
 }): Promise<DiskResult> {
@@ -66,6 +69,7 @@ export async function runDiskStage(opts: {
     sourceDateEpoch: opts.layers.sourceDateEpoch,
     reporter,
   });
+  if (opts.secrets.length) await putSecrets(opts.image, layout, opts.secrets, opts.layers.sourceDateEpoch, reporter);
   reporter.emit({ type: 'stage-progress', stage: 'disk', fraction: 0.2, detail: 'root partition (ext4 from the rootfs tarball)' });
   await makeRootFilesystem({
     image: opts.image,
@@ -78,4 +82,21 @@ export async function runDiskStage(opts: {
   const table = await readPartitionTable(opts.image, reporter);
   reporter.emit({ type: 'stage-progress', stage: 'disk', fraction: 1, detail: 'disk image written' });
   return { layout, table };
+}
+
+/** Copies the secrets under their names into a private temporary folder, then onto the FAT partition. */
+async function putSecrets(image: string, layout: DiskLayout, secrets: { name: string; source: string }[], sourceDateEpoch: number, reporter: Reporter): Promise<void> {
+  const dir = await mkdtemp(join(dirname(image), '.secrets-'));
+  try {
+    const files: string[] = [];
+    for (const { name, source } of secrets) {
+      const file = join(dir, name);
+      await copyFile(source, file);
+      await utimes(file, sourceDateEpoch, sourceDateEpoch);
+      files.push(file);
+    }
+    await addBootFiles({ image, layout, folder: BOOT_SECRETS_DIR.split('/').pop() as string, files, sourceDateEpoch, reporter });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

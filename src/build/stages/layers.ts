@@ -1,4 +1,4 @@
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile, utimes } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -28,6 +28,18 @@ export interface LayersMeta {
 interface OverlayEntry {
   header: TarHeader;
   content?: Buffer;
+  /** A file streamed from the build machine (a model may be many GiB). */
+  source?: string;
+}
+
+/** The node agent's settings, the login user's keys and the files the config brings (model, engine binaries). */
+function nodeEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
+  const file = (name: string, content: Buffer, mode = 0o644): [string, OverlayEntry] => [name, { header: { name, type: 'file', mode, uid: 0, gid: 0, mtime, size: content.length }, content }];
+  return [
+    file('etc/pi-image/node.json', Buffer.from(`${JSON.stringify(plan.node.settings, null, 2)}\n`)),
+    file('etc/pi-image/authorized_keys', Buffer.from(plan.node.authorizedKeys)),
+    ...plan.node.files.map((f): [string, OverlayEntry] => [f.target, { header: { name: f.target, type: 'file', mode: f.mode, uid: 0, gid: 0, mtime, size: f.size }, source: f.source }]),
+  ];
 }
 
 /** Renders every layer's overlay into tar entries: files with explicit owner, mode and mtime. */
@@ -48,6 +60,10 @@ async function renderOverlay(plan: Plan, layers: Layer[], mtime: Date): Promise<
       const unitPath = layer.overlay.find((f) => f.path.endsWith(`/systemd/system/${unit}`))?.path as string;
       const link = `etc/systemd/system/${wanted_by}.wants/${unit}`;
       entries.set(link, { header: { name: link, type: 'symlink', linkname: `/${unitPath}`, mode: 0o777, uid: 0, gid: 0, mtime } });
+    }
+    for (const unit of layer.mask) {
+      const link = `etc/systemd/system/${unit}`;
+      entries.set(link, { header: { name: link, type: 'symlink', linkname: '/dev/null', mode: 0o777, uid: 0, gid: 0, mtime } });
     }
   }
   return entries;
@@ -83,6 +99,10 @@ export async function runLayersStage(opts: {
       ? { name: g.path, type: 'symlink', linkname: g.symlinkTo, mode: 0o777, uid: 0, gid: 0, mtime }
       : { name: g.path, type: 'file', mode: g.mode ?? 0o644, uid: 0, gid: 0, mtime, size: Buffer.byteLength(g.content ?? '') };
     overlay.set(g.path, { header, content: g.symlinkTo ? undefined : Buffer.from(g.content ?? '') });
+  }
+  for (const [path, entry] of nodeEntries(plan, mtime)) {
+    if (overlay.has(path)) throw new ProfileError(`${path} is both written from pi-image.yaml and shipped by a layer's overlay`);
+    overlay.set(path, entry);
   }
   const removeMatchers = plan.layers.flatMap((l) => l.remove).map((g) => picomatch(g, { dot: true }));
   const copyRules = plan.boot.copy.map((rule) => ({ ...rule, match: picomatch(rule.from, { dot: true }), hits: 0 }));
@@ -182,7 +202,7 @@ export async function runLayersStage(opts: {
   await ensureDir(BOOT_MOUNTPOINT);
   for (const [path, entry] of [...overlay.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     for (const parent of parentsOf(path)) await ensureDir(parent);
-    await emit(entry.header, entry.content);
+    await emit(entry.header, entry.source ? createReadStream(entry.source) : entry.content);
   }
   pack.finalize();
   await written;

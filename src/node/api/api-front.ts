@@ -10,8 +10,8 @@ export interface ApiFrontOptions {
   bearerToken?: string;
   maxBodyBytes?: number;
   maxQueued?: number;
-  /** Cluster state for GET /healthz. */
-  health?: () => Record<string, unknown>;
+  /** Cluster state for GET /healthz (asked only when someone asks: no polling). */
+  health?: () => Record<string, unknown> | Promise<Record<string, unknown>>;
 }
 
 class HttpError extends Error {
@@ -153,6 +153,10 @@ export function createApiFront(opts: ApiFrontOptions): Server {
       } catch (e) {
         throw new HttpError(unavailable((e as Error).message));
       }
+      if (upstream.status >= 400 && upstream.status < 500) {
+        // The engine refused the request itself (e.g. a prompt longer than the context): the client's to fix.
+        throw new HttpError({ status: 400, type: 'invalid_request_error', message: `the engine refused the request: ${(await upstream.text()).slice(0, 300)}` });
+      }
       if (!upstream.ok) throw new HttpError({ status: 502, type: 'server_error', message: `the engine answered ${upstream.status}: ${(await upstream.text()).slice(0, 300)}` });
       if (request.stream) await forwardStream(res, upstream, request);
       else await forwardPlain(res, upstream, request);
@@ -163,7 +167,7 @@ export function createApiFront(opts: ApiFrontOptions): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const handle = async () => {
-      if (path === '/healthz' && req.method === 'GET') return send(res, 200, JSON.stringify({ queue: queue.depth, ...(opts.health?.() ?? {}) }));
+      if (path === '/healthz' && req.method === 'GET') return send(res, 200, JSON.stringify({ queue: queue.depth, ...((await opts.health?.()) ?? {}) }));
       if (!authorized(req, opts.bearerToken)) throw new HttpError({ status: 401, type: 'authentication_error', message: 'missing or wrong bearer token' });
       if (path === '/v1/models' && req.method === 'GET') {
         return send(res, 200, JSON.stringify({ object: 'list', data: [{ id: opts.modelName, object: 'model', created: 0, owned_by: 'pi-image' }] }));

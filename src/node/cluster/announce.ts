@@ -1,81 +1,99 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 
 /**
- * Discovery messages on the LAN, authenticated with the cluster secret (HMAC-SHA256) and
- * protected against replay: a message is accepted once, and only within a time window.
+ * Discovery messages on the LAN, authenticated with the cluster secret (HMAC-SHA256).
+ * Replay protection does not trust clocks (a Pi has no battery-backed clock and the LAN may
+ * have no time server): every agent start draws a random boot id and numbers its messages;
+ * a message is accepted only if it is newer than the last one seen from that boot, and a
+ * boot id that was superseded is never accepted again.
  */
 export interface Announcement {
-  v: 1;
+  v: 2;
   cluster: string;
   node: string;
-  address: string;
+  hostname: string;
+  /** Random per agent start. */
+  boot: string;
+  /** Increases with every message of one boot. */
+  seq: number;
+  /** The node's IPv4 addresses on the LAN (members of the engine-port firewall set). */
+  addresses: string[];
   /** What the node was built or configured as. */
   configured: 'auto' | 'root' | 'worker';
+  role: 'undecided' | 'root' | 'worker';
   /** The root this node follows or is (persisted across reboots), if any. */
   root?: string;
   canHoldModel: boolean;
-  ts: number;
-  nonce: string;
+  engine: EngineState;
 }
+
+export type EngineState = 'stopped' | 'starting' | 'ready' | 'failed';
 
 export interface Counters {
   accepted: number;
+  /** Wrong secret or tampered: the count the acceptance asks for. */
   badTag: number;
-  stale: number;
   replayed: number;
   malformed: number;
+  /** Authentic, but for another cluster name under the same secret. */
+  otherCluster: number;
 }
 
-const canonical = (a: Omit<Announcement, never>) =>
-  JSON.stringify([a.v, a.cluster, a.node, a.address, a.configured, a.root ?? null, a.canHoldModel, a.ts, a.nonce]);
+const tagOf = (payload: string, secret: Buffer) => createHmac('sha256', secret).update(payload).digest();
 
-export function sign(a: Omit<Announcement, 'v' | 'ts' | 'nonce'>, secret: Buffer, now = Date.now()): Buffer {
-  const msg: Announcement = { v: 1, ...a, ts: now, nonce: randomBytes(12).toString('hex') };
-  const tag = createHmac('sha256', secret).update(canonical(msg)).digest('hex');
-  return Buffer.from(JSON.stringify({ ...msg, tag }));
+/** The datagram: the payload as sent (so nothing depends on re-serialising JSON) and its tag. */
+export function sign(a: Omit<Announcement, 'v'>, secret: Buffer): Buffer {
+  const payload = JSON.stringify({ v: 2, ...a });
+  return Buffer.from(JSON.stringify({ payload, tag: tagOf(payload, secret).toString('hex') }));
 }
 
 export class AnnouncementVerifier {
-  readonly counters: Counters = { accepted: 0, badTag: 0, stale: 0, replayed: 0, malformed: 0 };
-  private seen = new Map<string, number>();
+  readonly counters: Counters = { accepted: 0, badTag: 0, replayed: 0, malformed: 0, otherCluster: 0 };
+  private latest = new Map<string, { boot: string; seq: number; superseded: Set<string> }>();
 
   constructor(
     private readonly secret: Buffer,
     private readonly cluster: string,
-    private readonly windowMs = 30_000,
   ) {}
 
-  /** The announcement if it is authentic, fresh and new; undefined (and counted) otherwise. */
-  verify(datagram: Buffer, now = Date.now()): Announcement | undefined {
-    let parsed: Announcement & { tag?: unknown };
+  /** The announcement if it is authentic and new; undefined (and counted) otherwise. */
+  verify(datagram: Buffer): Announcement | undefined {
+    let outer: { payload?: unknown; tag?: unknown };
     try {
-      parsed = JSON.parse(datagram.toString('utf8'));
+      outer = JSON.parse(datagram.toString('utf8'));
     } catch {
       this.counters.malformed++;
       return undefined;
     }
-    if (typeof parsed !== 'object' || parsed === null || parsed.v !== 1 || typeof parsed.tag !== 'string' || typeof parsed.node !== 'string' || typeof parsed.nonce !== 'string' || typeof parsed.ts !== 'number') {
+    if (typeof outer !== 'object' || outer === null || typeof outer.payload !== 'string' || typeof outer.tag !== 'string') {
       this.counters.malformed++;
       return undefined;
     }
-    const { tag, ...msg } = parsed;
-    const expected = createHmac('sha256', this.secret).update(canonical(msg)).digest();
-    const given = Buffer.from(tag, 'hex');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected) || msg.cluster !== this.cluster) {
+    const given = Buffer.from(outer.tag, 'hex');
+    const expected = tagOf(outer.payload, this.secret);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       this.counters.badTag++;
       return undefined;
     }
-    if (Math.abs(now - msg.ts) > this.windowMs) {
-      this.counters.stale++;
+    const msg = JSON.parse(outer.payload) as Announcement;
+    if (msg.v !== 2 || typeof msg.node !== 'string' || typeof msg.boot !== 'string' || !Number.isInteger(msg.seq) || !Array.isArray(msg.addresses)) {
+      this.counters.malformed++;
       return undefined;
     }
-    for (const [key, at] of this.seen) if (now - at > this.windowMs * 2) this.seen.delete(key);
-    const key = `${msg.node}/${msg.nonce}`;
-    if (this.seen.has(key)) {
+    if (msg.cluster !== this.cluster) {
+      this.counters.otherCluster++;
+      return undefined;
+    }
+    const last = this.latest.get(msg.node);
+    if (last && (last.superseded.has(msg.boot) || (last.boot === msg.boot && msg.seq <= last.seq))) {
       this.counters.replayed++;
       return undefined;
     }
-    this.seen.set(key, now);
+    if (last && last.boot !== msg.boot) {
+      last.superseded.add(last.boot);
+      if (last.superseded.size > 64) last.superseded.delete(last.superseded.values().next().value as string);
+    }
+    this.latest.set(msg.node, { boot: msg.boot, seq: msg.seq, superseded: last?.superseded ?? new Set() });
     this.counters.accepted++;
     return msg;
   }

@@ -1,0 +1,87 @@
+import { readFile, stat } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+import type { LaunchLine } from '../engines/adapter.js';
+import { writeFileAtomic } from '../atomic-write.js';
+import { run } from './sys.js';
+import { ENGINE_ENV_PATH } from './settings.js';
+import { ENGINE_UNIT } from '../tuning/render.js';
+
+async function isExecutable(path: string): Promise<boolean> {
+  return stat(path).then((s) => s.isFile() && (s.mode & 0o111) !== 0, () => false);
+}
+
+/** The absolute path of an engine command: the bring-your-own bin folder first, then PATH. */
+export async function resolveCommand(command: string, binDirs: string[], path = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'): Promise<string> {
+  if (command.startsWith('/')) {
+    if (await isExecutable(command)) return command;
+  } else {
+    for (const dir of [...binDirs, ...path.split(delimiter)].filter(Boolean)) if (await isExecutable(join(dir, command))) return join(dir, command);
+  }
+  throw new Error(`engine command ${command} is not installed on this node (looked in ${[...binDirs, 'PATH'].join(', ')})`);
+}
+
+/**
+ * The engine runs as its own systemd unit, so the tuning profile's drop-in (CPU affinity,
+ * jemalloc, memlock, priority) applies to it and systemd restarts it if it dies. The agent
+ * only writes its launch line and starts or stops the unit.
+ */
+export async function startEngineUnit(line: LaunchLine, binDirs: string[]): Promise<string> {
+  const argv = [await resolveCommand(line.command, binDirs), ...line.args];
+  const bad = argv.find((a) => !/^[\w@%+=:,./-]+$/.test(a));
+  if (bad !== undefined) throw new Error(`engine argument ${JSON.stringify(bad)} has characters a launch line may not carry`);
+  await writeFileAtomic(ENGINE_ENV_PATH, `# Written by pi-node agent: the engine's launch line.\nPI_IMAGE_ENGINE_ARGV="${argv.join(' ')}"\n`);
+  const r = await run('systemctl', ['restart', ENGINE_UNIT]);
+  if (r.code !== 0) throw new Error(`systemctl restart ${ENGINE_UNIT}: ${r.stderr.trim()}`);
+  return argv.join(' ');
+}
+
+export async function stopEngineUnit(): Promise<void> {
+  await run('systemctl', ['stop', ENGINE_UNIT]);
+}
+
+export async function engineUnitActive(): Promise<boolean> {
+  return (await run('systemctl', ['is-active', '--quiet', ENGINE_UNIT])).code === 0;
+}
+
+/** Whether something listens on a TCP port, read from /proc (connecting would disturb a single-client RPC server). */
+export async function isListening(port: number): Promise<boolean> {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await readFile(table, 'utf8').catch(() => '');
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[1]?.endsWith(`:${hex}`) && cols[3] === '0A') return true;
+    }
+  }
+  return false;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits (only while an engine starts; never while it serves) until `ready()` holds, the unit
+ * failed, or `cancelled()` says a newer start superseded this one.
+ */
+export async function waitEngineReady(ready: () => Promise<boolean>, opts: { timeoutMs: number; cancelled: () => boolean }): Promise<'ready' | 'failed' | 'cancelled'> {
+  const deadline = Date.now() + opts.timeoutMs;
+  let checks = 0;
+  while (Date.now() < deadline) {
+    if (opts.cancelled()) return 'cancelled';
+    if (await ready()) return 'ready';
+    // The unit restarts itself on failure; a unit that keeps failing is reported, not hidden.
+    if (++checks % 10 === 0 && (await run('systemctl', ['is-failed', '--quiet', ENGINE_UNIT])).code === 0) return 'failed';
+    await sleep(1000);
+  }
+  return 'failed';
+}
+
+/** GET url answers 200. */
+export async function httpOk(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}

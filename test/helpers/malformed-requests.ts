@@ -1,0 +1,23 @@
+/** 20 bad chat requests (body, extra headers): bad JSON, wrong types, unknown fields, a huge body, odd headers. Each must get a 4xx. */
+export const MALFORMED_REQUESTS: [string, Record<string, string>?][] = [
+  ['{"messages": [{"role": "user", "content": "hi"}'],
+  ['not json at all'],
+  [''],
+  ['null'],
+  ['[]'],
+  ['"a string"'],
+  ['{}'],
+  [JSON.stringify({ messages: [] })],
+  [JSON.stringify({ messages: 'hi' })],
+  [JSON.stringify({ messages: [{ role: 'wizard', content: 'hi' }] })],
+  [JSON.stringify({ messages: [{ role: 'user', content: 42 }] })],
+  [JSON.stringify({ messages: [{ role: 'user' }] })],
+  [JSON.stringify({ messages: [{ role: 'user', content: 'hi', extra: 1 }] })],
+  [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], stream: 'yes' })],
+  [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], max_tokens: -5 })],
+  [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], temperature: 'hot' })],
+  [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], frobnicate: true })],
+  [JSON.stringify({ messages: [{ role: 'user', content: 'hi' }], n: 3 })],
+  [JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(100 * 1024) }] })],
+  ['{"messages": [{"role": "user", "content": "hi"}]}\u0000garbage', { 'content-type': 'application/json', authorization: 'bearer ignored' }],
+];

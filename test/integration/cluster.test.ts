@@ -1,0 +1,291 @@
+import { createHash } from 'node:crypto';
+import { appendFileSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCluster, type EmulatedCluster } from '../../src/emulate/cluster.js';
+import { readPartitionTable } from '../../src/disk/partition-table.js';
+import { tinyGguf } from '../../src/model/tiny-gguf.js';
+import { silentReporter } from '../../src/progress.js';
+import type { QemuVm } from '../../src/emulate/qemu-vm.js';
+import type { AgentStatus } from '../../src/node/agent/agent.js';
+import { QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE } from '../helpers/cli.js';
+import { MALFORMED_REQUESTS } from '../helpers/malformed-requests.js';
+
+/**
+ * #4's acceptance: one --role auto image on three emulated nodes assembles into a cluster by
+ * itself and serves the tiny model with the real llama.cpp over the ggml RPC backend; a
+ * fourth node built with another secret is never admitted.
+ */
+const work = mkdtempSync(join(tmpdir(), 'pi-image-cluster-it-'));
+const SECRET = readFileSync(join(REPO, 'test/fixtures/cluster.secret'), 'utf8').trim();
+const INTRUDER = 3;
+const PROMPT = 'hello pi cluster';
+const figures: string[] = [];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('cluster of three emulated nodes', () => {
+  let cluster: EmulatedCluster;
+  let started = 0;
+  let rootIndex = -1;
+  let rootId = '';
+
+  const vm = (i: number): QemuVm => cluster.vms[i] as QemuVm;
+  const api = (i: number) => `http://127.0.0.1:${cluster.apiPorts[i]}`;
+  const status = async (i: number) => JSON.parse(await vm(i).check('pi-node status --json')) as AgentStatus;
+  const workers = () => [0, 1, 2].filter((i) => i !== rootIndex);
+
+  async function loggedIn(i: number): Promise<void> {
+    await vm(i).waitFor(/root@[\w-]+:~# /, 15 * 60_000);
+    await vm(i).check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb');
+  }
+
+  async function healthz(i: number): Promise<Record<string, unknown> | undefined> {
+    try {
+      const res = await fetch(`${api(i)}/healthz`, { signal: AbortSignal.timeout(5000) });
+      return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Waits until one of `candidates` answers /healthz as a ready root with both workers (and `also` holds); returns it. */
+  async function waitServing(candidates: number[], timeoutMs: number, also: (workers: { node: string; boot: string }[]) => boolean = () => true): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      for (const i of candidates) {
+        const h = await healthz(i);
+        const ready = h?.workers as { node: string; boot: string }[] | undefined;
+        if (h?.ready === true && ready?.length === 2 && also(ready)) return i;
+      }
+      await sleep(3000);
+    }
+    const states = await Promise.all([0, 1, 2].map((i) => vm(i).run('pi-node status; journalctl -u pi-image-agent -u pi-image-engine --no-pager | tail -n 40', 60_000).then((r) => r.output, () => '')));
+    throw new Error(`no node served within ${timeoutMs / 1000}s:\n${states.map((s, i) => `--- node${i + 1}\n${s}`).join('\n')}`);
+  }
+
+  async function chat(i: number, body: Record<string, unknown>) {
+    const res = await fetch(`${api(i)}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: res.status, json: (await res.json()) as { choices: { message: { content: string }; finish_reason: string }[] } };
+  }
+
+  /** Greedy token ids from a llama-server inside node i (the image has no curl: the test layer's helper). */
+  async function tokenIds(i: number, port: number): Promise<number[]> {
+    const body = JSON.stringify({ prompt: PROMPT, n_predict: 24, temperature: 0, ignore_eos: true, return_tokens: true, cache_prompt: false });
+    const out = await vm(i).check(`pi-image-test-http POST http://127.0.0.1:${port}/completion '${body}'`, 10 * 60_000);
+    const [code, json] = [out.split('\n')[0], out.split('\n').slice(1).join('\n')];
+    expect(code).toBe('200');
+    return (JSON.parse(json) as { tokens: number[] }).tokens;
+  }
+
+  beforeAll(async () => {
+    const model = join(work, 'tiny.gguf');
+    writeFileSync(model, tinyGguf());
+    const common = ['build', '--board', 'qemu', ...QEMU_TEST_FLAGS, '--layer', join(REPO, 'test/fixtures/layers/serial-console'), '--cluster', 'test', '--cluster-size', '3', '--model', model, '--context-length', '256', '--ssh-key', join(REPO, 'test/fixtures/test-login-key.pub')];
+    const env = { PI_IMAGE_CACHE: TEST_CACHE };
+    for (const [args, what] of [
+      [[...common, '--out', join(work, 'out')], 'cluster image'],
+      [[...common, '--cluster-secret', join(REPO, 'test/fixtures/intruder.secret'), '--out', join(work, 'intruder')], 'intruder image'],
+    ] as const) {
+      const built = await runCli([...args], { env });
+      if (built.exitCode !== 0) throw new Error(`${what}: ${built.stderr}`);
+    }
+    // One vCPU each: several emulated nodes on a 2-core host without overcommitting it.
+    cluster = await startCluster({
+      image: join(work, 'out/pi-image-qemu.img'),
+      images: { [INTRUDER]: join(work, 'intruder/pi-image-qemu.img') },
+      nodes: 4,
+      start: false,
+      cpus: 1,
+      memoryMib: 1024,
+      firstApiPort: 18180,
+      // PI_IMAGE_TEST_CONSOLES=<dir>: keep every node's serial console there, to watch a run live.
+      onOutput: (i, text) => {
+        if (process.env.PI_IMAGE_TEST_CONSOLES) appendFileSync(join(process.env.PI_IMAGE_TEST_CONSOLES, `node${i + 1}.log`), text);
+      },
+    });
+    started = Date.now();
+    for (const i of [0, 1, 2]) cluster.startNode(i);
+    for (const i of [0, 1, 2]) await loggedIn(i);
+  }, 45 * 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+    rmSync(work, { recursive: true, force: true });
+    if (figures.length) process.stdout.write(`\ncluster figures:\n  ${figures.join('\n  ')}\n`);
+  });
+
+  it('assembles into one root and two workers without any input, and serves a first token', async () => {
+    rootIndex = await waitServing([0, 1, 2], 20 * 60_000);
+    const first = await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 8, temperature: 0 });
+    expect(first.status).toBe(200);
+    figures.push(`VM start to first served completion: ${((Date.now() - started) / 1000).toFixed(0)} s (3 nodes, 1 emulated vCPU each, 2-core host)`);
+    const all = await Promise.all([0, 1, 2].map(status));
+    rootId = all[rootIndex]?.node as string;
+    expect(all.filter((s) => s.role === 'root')).toHaveLength(1);
+    for (const i of workers()) expect(all[i]).toMatchObject({ role: 'worker', root: rootId, engine: { state: 'ready' } });
+    expect(all[rootIndex]?.engine.workers).toHaveLength(2);
+    expect(all[rootIndex]?.peers.map((p) => p.node).sort()).toEqual(workers().map((i) => all[i]?.node).sort());
+  }, 25 * 60_000);
+
+  it('generates with both workers attached: the root holds an RPC connection to each', async () => {
+    const conns = await vm(rootIndex).check("ss -Htn state established '( dport = :50052 )' | awk '{print $4}' | cut -d: -f1 | sort -u");
+    const peers = (await status(rootIndex)).peers.map((p) => p.addresses[0]).sort();
+    expect(conns.split('\n').filter(Boolean).sort()).toEqual(peers);
+    const line = (await status(rootIndex)).engine.command ?? '';
+    expect(line).toMatch(/llama-server .*--rpc \S+:50052,\S+:50052 -ngl 99/);
+  }, 5 * 60_000);
+
+  it('generates the same token ids as a single-node run of the same model', async () => {
+    const distributed = await tokenIds(rootIndex, 8081);
+    const root = vm(rootIndex);
+    await root.check('llama-server -m /var/lib/pi-image/model/tiny.gguf --host 127.0.0.1 --port 8099 -t 1 -c 256 > /tmp/single.log 2>&1 &');
+    await root.check('(for i in $(seq 120); do pi-image-test-http GET http://127.0.0.1:8099/health | head -1 | grep -q 200 && exit 0; sleep 2; done; cat /tmp/single.log; exit 1)', 5 * 60_000);
+    const single = await tokenIds(rootIndex, 8099);
+    await root.check('kill %1; wait');
+    const sha = (ids: number[]) => createHash('sha256').update(JSON.stringify(ids)).digest('hex');
+    expect(distributed).toHaveLength(24);
+    expect(sha(distributed)).toBe(sha(single));
+  }, 15 * 60_000);
+
+  it('serves the official openai client, streamed and not, with finish_reason set', async () => {
+    const client = new OpenAI({ baseURL: `${api(rootIndex)}/v1`, apiKey: 'unused' });
+    expect((await client.models.list()).data.map((m) => m.id)).toEqual(['tiny']);
+    const whole = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 0 });
+    expect(['stop', 'length']).toContain(whole.choices[0]?.finish_reason);
+    expect(whole.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    const stream = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: PROMPT }], max_tokens: 12, temperature: 0, stream: true });
+    let text = '';
+    let reason: string | null | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? '';
+      reason = chunk.choices[0]?.finish_reason ?? reason;
+    }
+    expect(['stop', 'length']).toContain(reason);
+    expect(text).toBe(whole.choices[0]?.message.content);
+  }, 10 * 60_000);
+
+  it('answers 20 malformed requests with 4xx, then still serves a good one', async () => {
+    for (const [body, headers] of MALFORMED_REQUESTS) {
+      const res = await fetch(`${api(rootIndex)}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+      expect(res.status, body.slice(0, 60)).toBeGreaterThanOrEqual(400);
+      expect(res.status, body.slice(0, 60)).toBeLessThan(500);
+    }
+    // Lower-case header names and an odd header layout on the wire, not through fetch.
+    const raw = await new Promise<number>((resolve, reject) => {
+      const req = request(`${api(rootIndex)}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'text/plain', 'x-odd': 'yes' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end('{"messages":[{"role":"user","content":"hi"}],"max_tokens":"many"}');
+    });
+    expect(raw).toBe(400);
+    expect((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
+  }, 10 * 60_000);
+
+  it('did its first boot: own name, login user with keys only, root locked, secret off the boot partition', async () => {
+    const ids = new Set<string>();
+    for (const i of [0, 1, 2]) {
+      const s = await status(i);
+      expect(s.hostname).toBe(`test-${s.node.slice(0, 6)}`);
+      ids.add(await vm(i).check('cat /etc/machine-id'));
+      expect(await vm(i).check('getent shadow pi root | cut -d: -f1,2')).toMatch(/^pi:\*\nroot:!/);
+      expect(await vm(i).check('cat /home/pi/.ssh/authorized_keys')).toBe(readFileSync(join(REPO, 'test/fixtures/test-login-key.pub'), 'utf8').trim());
+      expect(await vm(i).check('stat -c "%U %a" /home/pi/.ssh/authorized_keys /etc/pi-image/cluster.secret')).toBe('pi 600\nroot 600');
+      expect(await vm(i).check('cat /etc/pi-image/cluster.secret')).toBe(SECRET);
+      expect((await vm(i).run('ls /boot/firmware/pi-image')).status).not.toBe(0);
+      expect(await vm(i).check('ls /etc/ssh/ssh_host_ed25519_key.pub')).toBeTruthy();
+    }
+    expect(ids.size).toBe(3);
+  }, 5 * 60_000);
+
+  it('answers mDNS for <cluster>.local with the root', async () => {
+    const rootAddress = (await status(workers()[0] as number)).peers.find((p) => p.node === rootId)?.addresses[0];
+    const resolved = await vm(workers()[1] as number).check('getent ahostsv4 test.local | head -1 | cut -d" " -f1', 60_000);
+    expect(resolved).toBe(rootAddress);
+  }, 5 * 60_000);
+
+  it('measures the agent: CPU time over 60 s idle and 60 s serving', async () => {
+    const cpu = async () => {
+      const out = await vm(rootIndex).check('cat /proc/$(systemctl show -p MainPID --value pi-image-agent)/stat');
+      const fields = out.slice(out.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks of 1/100 s
+    };
+    const idle0 = await cpu();
+    await sleep(60_000);
+    const idle = (await cpu()) - idle0;
+    const busy0 = await cpu();
+    const until = Date.now() + 60_000;
+    let served = 0;
+    while (Date.now() < until) {
+      if ((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 8 })).status === 200) served++;
+    }
+    const busy = (await cpu()) - busy0;
+    figures.push(`agent CPU time on the root: ${idle.toFixed(2)} s in 60 s idle, ${busy.toFixed(2)} s in 60 s serving (${served} completions)`);
+    expect(served).toBeGreaterThan(0);
+    // Idle means asleep: no polling. (Emulated CPUs are slow, so this bound is generous for real hardware.)
+    expect(idle).toBeLessThan(1);
+  }, 10 * 60_000);
+
+  it('serves again after a worker reboots, with no manual step', async () => {
+    const w = workers()[0] as number;
+    const before = (await status(rootIndex)).engine.command;
+    const node = (await status(w)).node;
+    const oldBoot = ((await healthz(rootIndex))?.workers as { node: string; boot: string }[]).find((x) => x.node === node)?.boot;
+    expect(oldBoot).toBeDefined();
+    vm(w).send('systemctl reboot\n');
+    await vm(w).exited; // QEMU runs with -no-reboot: power it on again
+    cluster.startNode(w);
+    await loggedIn(w);
+    // Serving again means: with the rebooted worker's new agent (a new boot id), not a stale connection.
+    expect(await waitServing([rootIndex], 15 * 60_000, (ws) => ws.some((x) => x.node === node && x.boot !== oldBoot))).toBe(rootIndex);
+    expect((await status(rootIndex)).engine.command).toBe(before);
+    expect((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
+  }, 25 * 60_000);
+
+  it('keeps the same root when booted in another order; a node with another secret is never admitted', async () => {
+    await Promise.all([0, 1, 2].map((i) => vm(i).shutdown(3 * 60_000)));
+    // Workers first (reverse order), then the intruder, then the root last.
+    for (const i of [...workers().reverse(), INTRUDER]) {
+      cluster.startNode(i);
+      await loggedIn(i);
+    }
+    cluster.startNode(rootIndex);
+    await loggedIn(rootIndex);
+    expect(await waitServing([0, 1, 2], 15 * 60_000)).toBe(rootIndex);
+    expect((await status(rootIndex)).node).toBe(rootId);
+
+    const root = await status(rootIndex);
+    expect(root.peers).toHaveLength(2);
+    const intruder = JSON.parse(await vm(INTRUDER).check('pi-node status --json')) as AgentStatus;
+    expect(root.peers.map((p) => p.node)).not.toContain(intruder.node);
+    expect(root.rejected.badTag).toBeGreaterThan(0);
+    expect(intruder.role).toBe('undecided');
+    expect(intruder.peers).toHaveLength(0);
+    // The engine port of a worker: closed to the intruder (the firewall drops it), open to the root.
+    const workerAddress = root.peers[0]?.addresses[0] as string;
+    const probe = `timeout 10 bash -c 'exec 3<>/dev/tcp/${workerAddress}/50052' && echo open || echo closed`;
+    expect(await vm(INTRUDER).check(probe, 60_000)).toBe('closed');
+  }, 40 * 60_000);
+
+  it('leaves no trace of the secret on any boot partition, and keeps the LAN off the host', async () => {
+    await Promise.all([0, 1, 2, INTRUDER].map((i) => vm(i).shutdown(3 * 60_000)));
+    for (const disk of cluster.disks.slice(0, 3)) {
+      const table = await readPartitionTable(disk, silentReporter);
+      const boot = table.partitions[0] as { start: number; size: number };
+      const fat = Buffer.alloc(boot.size * 512);
+      const fd = openSync(disk, 'r');
+      readSync(fd, fat, 0, fat.length, boot.start * 512);
+      closeSync(fd);
+      expect(fat.includes(Buffer.from(SECRET)), disk).toBe(false);
+    }
+    expect((await execa('ip', ['-o', 'link'])).stdout).not.toMatch(/\btap0\b/);
+    const ns = cluster.lan.namespace;
+    await cluster.stop();
+    expect((await execa('ip', ['netns', 'list'])).stdout).not.toContain(ns);
+  }, 10 * 60_000);
+});
