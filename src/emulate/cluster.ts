@@ -86,7 +86,7 @@ export async function startCluster(opts: {
       boots.push(await extractDirectBootFiles(disk, join(work, `boot${i + 1}`)));
       const apiPort = (opts.firstApiPort ?? 18080) + i;
       apiPorts.push(apiPort);
-      netArgs.push([...(await lan.addNode(i)), ...forwardedPortArgs(apiPort, NODE_API_PORT)]);
+      netArgs.push([...(await lan.addNode(i)), ...forwardedPortArgs(apiPort, NODE_API_PORT, i)]);
     }
     relay = await relayIntoNamespace({ wrapper: lan.wrapper, dir: work, ports: apiPorts });
     if (opts.start ?? true) for (let i = 0; i < opts.nodes; i++) startNode(i);

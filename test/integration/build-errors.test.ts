@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HOST_TOOLS } from '../../src/tools/host-tools.js';
-import { REPO, runCli, TEST_CACHE } from '../helpers/cli.js';
+import { QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE } from '../helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-errors-'));
 const env = { PI_IMAGE_CACHE: TEST_CACHE };
@@ -79,7 +79,7 @@ describe('bad input gives a clear error and writes nothing', () => {
     await execa('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', small]);
     try {
       const out = join(small, 'out');
-      const run = await runCli(['build', '--hostname', 'pi-test', '--layer', fixtureLayer, '--out', out], { env });
+      const run = await runCli(['build', ...QEMU_TEST_FLAGS, '--hostname', 'pi-test', '--layer', fixtureLayer, '--out', out], { env });
       expect(run.exitCode).toBe(1);
       expect(run.stderr).toMatch(/error: not enough free space for .*small\/out: \d+ MiB free on its file system, about \d+ MiB needed/);
       expect(run.stderr).toContain('hint: free some space there or choose another --out');
@@ -101,7 +101,7 @@ describe('bad input gives a clear error and writes nothing', () => {
 
   it('leaves the previous output as it was when interrupted (Ctrl-C)', async () => {
     const out = join(work, 'out-interrupt');
-    const args = ['build', '--hostname', 'pi-test', '--layer', fixtureLayer, '--out', out, '--json'];
+    const args = ['build', ...QEMU_TEST_FLAGS, '--hostname', 'pi-test', '--layer', fixtureLayer, '--out', out, '--json'];
     const good = await runCli(args, { env });
     expect(good.exitCode, good.stderr).toBe(0);
     const before = readFileSync(join(out, 'manifest.json'), 'utf8');

@@ -85,6 +85,7 @@ export class Agent {
   private discovery!: Discovery;
   private members = '';
   private published?: string;
+  private mdns?: { close(): void };
   private reconciling = false;
   private dirty = false;
   private id = '';
@@ -253,6 +254,9 @@ export class Agent {
   private async stopServing(): Promise<void> {
     await new Promise<void>((resolve) => (this.api ? this.api.close(() => resolve()) : resolve()));
     this.api = undefined;
+    this.mdns?.close();
+    this.mdns = undefined;
+    this.published = undefined;
   }
 
   private async startApiFront(): Promise<void> {
@@ -291,7 +295,8 @@ export class Agent {
     const address = facing?.address ?? own[0]?.address;
     if (address && address !== this.published) {
       this.published = address;
-      await publishClusterName(this.settings.cluster.name, address, this.log);
+      this.mdns?.close();
+      this.mdns = publishClusterName(this.settings.cluster.name, address, this.log);
     }
   }
 

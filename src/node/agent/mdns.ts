@@ -1,20 +1,21 @@
-import { readFile } from 'node:fs/promises';
-import { writeFileAtomic } from '../../atomic-write.js';
-import { run } from '../sys.js';
-
-const AVAHI_HOSTS = '/etc/avahi/hosts';
-const MARK = '# pi-image cluster name';
+import makeMdns from 'multicast-dns';
 
 /**
- * The root answers mDNS for `<cluster>.local` (besides its own host name): a static entry in
- * avahi-daemon's hosts file, which avahi publishes as an A record.
+ * The root answers mDNS queries for `<cluster>.local` with its LAN address (avahi-daemon keeps
+ * answering for the host name). Not through avahi's static hosts file: avahi also publishes
+ * a reverse record for that address and refuses the second one as a local name collision.
+ * Event driven: the socket sleeps until a query arrives.
  */
-export async function publishClusterName(cluster: string, address: string, log: (line: string) => void): Promise<void> {
-  const current = await readFile(AVAHI_HOSTS, 'utf8').catch(() => '');
-  const kept = current.split('\n').filter((l) => !l.endsWith(MARK) && l !== '');
-  const next = [...kept, `${address} ${cluster}.local ${MARK}`, ''].join('\n');
-  if (next === current) return;
-  await writeFileAtomic(AVAHI_HOSTS, next);
-  const reload = await run('avahi-daemon', ['--reload']);
-  log(reload.code === 0 ? `mDNS: ${cluster}.local → ${address}` : `mDNS: avahi-daemon --reload failed: ${reload.stderr.trim()}`);
+export function publishClusterName(cluster: string, address: string, log: (line: string) => void): { close(): void } {
+  const name = `${cluster}.local`;
+  // Bound to every address (a socket bound to a unicast address never sees multicast), sending
+  // and joining the group on the LAN address: answers leave through the LAN, not another NIC.
+  const mdns = makeMdns({ interface: address, bind: '0.0.0.0', reuseAddr: true });
+  mdns.on('error', (e: Error) => log(`mDNS: ${e.message}`));
+  mdns.on('query', (query) => {
+    const asked = query.questions.some((q) => q.name.toLowerCase() === name && (q.type === 'A' || (q.type as string) === 'ANY'));
+    if (asked) mdns.respond({ answers: [{ name, type: 'A', class: 'IN', ttl: 120, flush: true, data: address }] });
+  });
+  log(`mDNS: ${name} → ${address}`);
+  return { close: () => mdns.destroy() };
 }
