@@ -115,6 +115,7 @@ export class Agent {
       this.root = persisted.root;
     }
     await this.applyFirewall(true);
+    await waitForAddress(this.log);
     this.discovery = new Discovery({
       secret,
       cluster: this.settings.cluster.name,
@@ -124,6 +125,8 @@ export class Agent {
         this.peers.set(peer.node, peer);
         this.schedule();
       },
+      shouldAnswer: (peer) =>
+        peer.role === 'undecided' || (peer.role === 'root' && peer.engine !== 'ready') || (this.role === 'root' && peer.role === 'worker' && peer.root === this.id),
       log: this.log,
     });
     await this.discovery.start();
@@ -142,7 +145,20 @@ export class Agent {
       root: this.root,
       canHoldModel: this.canHoldModel,
       engine: this.engineState,
+      ...(this.role === 'root' ? { serving: this.workers.map((w) => `${w.node}@${w.boot}`) } : {}),
     };
+  }
+
+  /**
+   * Whether this node can stop repeating itself: a root once its engine serves; a worker once
+   * its engine is ready and its root's engine runs with this very boot of it (so a worker whose
+   * first words were lost, e.g. before it had an address, keeps speaking until it is heard).
+   */
+  private settled(): boolean {
+    if (this.engineState !== 'ready') return false;
+    if (this.role === 'root') return true;
+    const root = this.root ? this.peers.get(this.root) : undefined;
+    return this.role === 'worker' && root?.engine === 'ready' && (root.serving ?? []).includes(`${this.id}@${this.discovery.bootId}`);
   }
 
   private view() {
@@ -182,8 +198,7 @@ export class Agent {
     await this.applyFirewall(false);
     if (this.role === 'worker') await this.runWorker();
     if (this.role === 'root') await this.runRoot();
-    const settled = (this.role === 'worker' && this.engineState === 'ready') || (this.role === 'root' && this.engineState === 'ready');
-    this.discovery.setEager(!settled);
+    this.discovery.setEager(!this.settled());
     if (JSON.stringify(this.ownState()) !== before) this.discovery.announce();
   }
 
@@ -345,6 +360,12 @@ export class Agent {
       rejected: { badTag: this.discovery.counters.badTag, replayed: this.discovery.counters.replayed, malformed: this.discovery.counters.malformed, otherCluster: this.discovery.counters.otherCluster },
     };
   }
+}
+
+/** At boot the agent may start before the LAN has an address (link-local takes seconds): wait for one, a minute at most. */
+async function waitForAddress(log: (line: string) => void): Promise<void> {
+  for (let i = 0; i < 60 && lanAddresses().length === 0; i++) await new Promise((r) => setTimeout(r, 1000));
+  if (lanAddresses().length === 0) log('no IPv4 address on any LAN interface yet; announcing once one appears');
 }
 
 function runWithInput(command: string, args: string[], input: string): Promise<number> {

@@ -25,6 +25,8 @@ export interface Announcement {
   root?: string;
   canHoldModel: boolean;
   engine: EngineState;
+  /** A root: the workers (`node@boot`) its engine runs with. A worker knows from this that it was heard. */
+  serving?: string[];
 }
 
 export type EngineState = 'stopped' | 'starting' | 'ready' | 'failed';

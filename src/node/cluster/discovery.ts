@@ -29,6 +29,8 @@ export class Discovery {
       state: () => OwnState;
       /** `peer.addresses` comes first-reordered: the address its datagram came from (the one this node reaches it at). */
       onPeer: (peer: Announcement, fresh: boolean) => void;
+      /** Whether a settled node answers this peer's repeated announcement (the peer waits for word from it). */
+      shouldAnswer: (peer: Announcement) => boolean;
       log: (line: string) => void;
     },
   ) {
@@ -96,7 +98,6 @@ export class Discovery {
     this.opts.onPeer(peer, fresh);
     // A node we have not heard in this boot does not know us yet: tell it. A node still waiting
     // may have missed our last word (UDP): a settled node answers each of its repeats.
-    const waiting = peer.role === 'undecided' || (peer.role === 'root' && peer.engine !== 'ready');
-    if (fresh || (!this.eager && waiting)) this.announce();
+    if (fresh || (!this.eager && this.opts.shouldAnswer(peer))) this.announce();
   }
 }
