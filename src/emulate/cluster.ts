@@ -67,6 +67,8 @@ export async function startCluster(opts: {
       cpus: opts.cpus ?? 2,
       memoryMib: opts.memoryMib ?? 1024,
       wrapper: lan.wrapper,
+      // Like a board: `reboot` on a node (or an fsck that repaired its root) boots it again.
+      allowReboot: true,
       // Several emulated nodes share the host's cores: give slow device probing time
       // instead of dropping to emergency mode after systemd's default 90 s.
       append: ['systemd.default_device_timeout_sec=900', 'systemd.default_timeout_start_sec=900'],

@@ -13,6 +13,8 @@ export interface VmOptions {
   /** Prefix command, e.g. ['ip', 'netns', 'exec', 'ns'] to run QEMU inside a network namespace. */
   wrapper?: string[];
   name?: string;
+  /** A reboot inside the guest reboots the VM (QEMU resets it) instead of ending QEMU. */
+  allowReboot?: boolean;
   onOutput?: (text: string) => void;
 }
 
@@ -23,7 +25,7 @@ export interface VmOptions {
 export class QemuVm {
   private process?: ResultPromise;
   private output = '';
-  private waiters: { re: RegExp; from: number; resolve: (m: RegExpMatchArray) => void }[] = [];
+  private waiters: { re: RegExp; from: number; resolve: (m: RegExpMatchArray) => void; fail: (e: Error) => void }[] = [];
   private isExited = false;
   private exitWaiters: (() => void)[] = [];
   private commandSeq = 0;
@@ -56,7 +58,7 @@ export class QemuVm {
       '-kernel', o.boot.kernel,
       '-initrd', o.boot.initrd,
       '-append', [o.boot.cmdline, ...(o.append ?? [])].join(' '),
-      '-no-reboot',
+      ...(o.allowReboot ? [] : ['-no-reboot']),
       ...(o.netArgs ?? ['-nic', 'none']),
     ];
   }
@@ -76,6 +78,8 @@ export class QemuVm {
       this.isExited = true;
       this.exitWaiters.splice(0).forEach((w) => w());
       this.checkWaiters();
+      // Nothing more will be printed: whoever still waits fails now, with the console's last words.
+      for (const waiter of this.waiters.splice(0)) waiter.fail(new Error(`${this.options.name ?? 'vm'}: QEMU exited while waiting for ${waiter.re}; console tail:\n${this.output.slice(-3000)}`));
     });
   }
 
@@ -92,7 +96,18 @@ export class QemuVm {
   /** Waits until the console prints something matching `re` (searching from `from`, default: everything so far). */
   waitFor(re: RegExp, timeoutMs: number, from = 0): Promise<RegExpMatchArray> {
     return new Promise((resolve, reject) => {
-      const waiter = { re, from, resolve: (m: RegExpMatchArray) => { clearTimeout(timer); resolve(m); } };
+      const waiter = {
+        re,
+        from,
+        resolve: (m: RegExpMatchArray) => {
+          clearTimeout(timer);
+          resolve(m);
+        },
+        fail: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
       const timer = setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(waiter), 1);
         reject(new Error(`${this.options.name ?? 'vm'}: timed out after ${timeoutMs / 1000}s waiting for ${re}; console tail:\n${this.output.slice(-3000)}`));

@@ -38,8 +38,9 @@ describe('cluster of three emulated nodes', () => {
   const status = async (i: number) => JSON.parse(await vm(i).check('pi-node status --json')) as AgentStatus;
   const workers = () => [0, 1, 2].filter((i) => i !== rootIndex);
 
-  async function loggedIn(i: number): Promise<void> {
-    await vm(i).waitFor(/root@[\w-]+:~# /, 15 * 60_000);
+  /** Waits for node i's console shell (printed after `from`, e.g. after a reboot) and sets it up. */
+  async function loggedIn(i: number, from = 0): Promise<void> {
+    await vm(i).waitFor(/root@[\w-]+:~# /, 15 * 60_000, from);
     await vm(i).check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb');
   }
 
@@ -237,10 +238,11 @@ describe('cluster of three emulated nodes', () => {
     const node = (await status(w)).node;
     const oldBoot = ((await healthz(rootIndex))?.workers as { node: string; boot: string }[]).find((x) => x.node === node)?.boot;
     expect(oldBoot).toBeDefined();
+    const mark = vm(w).consoleLog.length;
     vm(w).send('systemctl reboot\n');
-    await vm(w).exited; // QEMU runs with -no-reboot: power it on again
-    cluster.startNode(w);
-    await loggedIn(w);
+    // The shell prompts once more before the node goes down: wait for the new boot's autologin first.
+    const relogin = await vm(w).waitFor(/login: root \(automatic login\)/, 15 * 60_000, mark);
+    await loggedIn(w, mark + (relogin.index ?? 0));
     // Serving again means: with the rebooted worker's new agent (a new boot id), not a stale connection.
     expect(await waitServing([rootIndex], 15 * 60_000, (ws) => ws.some((x) => x.node === node && x.boot !== oldBoot))).toBe(rootIndex);
     expect((await status(rootIndex)).engine.command).toBe(before);
