@@ -43,9 +43,17 @@ export async function relayIntoNamespace(opts: { wrapper: string[]; dir: string;
     void inside.then((r) => reject(new Error(`the port relay inside the LAN namespace exited (${r.exitCode})`)));
   });
   const servers: Server[] = [];
+  // Clients keep connections alive (fetch does): closing must cut them, or close() never returns.
+  const open = new Set<Socket>();
   try {
     for (const port of opts.ports) {
-      const server = createServer((c) => pipeBoth(c, connect(join(opts.dir, `${port}.sock`))));
+      const server = createServer((c) => {
+        const inner = connect(join(opts.dir, `${port}.sock`));
+        open.add(c).add(inner);
+        c.on('close', () => open.delete(c));
+        inner.on('close', () => open.delete(inner));
+        pipeBoth(c, inner);
+      });
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, '127.0.0.1', () => resolve());
@@ -59,7 +67,9 @@ export async function relayIntoNamespace(opts: { wrapper: string[]; dir: string;
   }
   return {
     close: async () => {
-      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+      const closed = Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+      for (const socket of open) socket.destroy();
+      await closed;
       inside.kill();
       await inside;
     },
