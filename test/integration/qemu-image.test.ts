@@ -59,7 +59,7 @@ describe('qemu board image', () => {
     }
     expect(m.packages.find((p) => p.name === 'linux-image-arm64')?.version).toMatch(/\d/);
     expect(m.packages.find((p) => p.name === 'openssh-server')).toBeDefined();
-    expect(m.layers.map((l) => l.name)).toEqual(['system', 'growroot', 'ssh-hostkeys', 'pi-node', 'tuning', 'serial-console']);
+    expect(m.layers.map((l) => l.name)).toEqual(['system', 'growroot', 'ssh-hostkeys', 'pi-node', 'tuning', 'cluster', 'engine-llama-cpp', 'serial-console']);
     expect(m.disk.partitions.map((p) => [p.start_sector, p.type])).toEqual([[16384, 'c'], [1064960, '83']]);
     expect(m.source_date_epoch).toBeGreaterThan(1_600_000_000);
     expect(first.events.some((e) => e.type === 'stage-progress' && e.stage === 'artifacts' && typeof e.fraction === 'number')).toBe(true);
