@@ -36,6 +36,8 @@ export async function makeBootFilesystem(opts: {
 export async function addBootFiles(opts: { image: string; layout: DiskLayout; folder: string; files: string[]; sourceDateEpoch: number; reporter: Reporter }): Promise<void> {
   const target = `${opts.image}@@${opts.layout.boot.startBytes}`;
   const env = { ...MTOOLS_ENV, SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch) };
-  await runTool('mmd', ['-i', target, `::/${opts.folder}`], { stage: 'disk', reporter: opts.reporter, env });
-  await runTool('mcopy', ['-i', target, '-p', '-m', '-Q', ...opts.files, `::/${opts.folder}/`], { stage: 'disk', reporter: opts.reporter, env });
+  // A boot partition kept from a base image may have the folder (and an old secret) already.
+  const exists = await runTool('mdir', ['-i', target, '-b', `::/${opts.folder}`], { stage: 'disk', reporter: opts.reporter, env }).then(() => true, () => false);
+  if (!exists) await runTool('mmd', ['-i', target, `::/${opts.folder}`], { stage: 'disk', reporter: opts.reporter, env });
+  await runTool('mcopy', ['-i', target, '-D', 'o', '-p', '-m', '-Q', ...opts.files, `::/${opts.folder}/`], { stage: 'disk', reporter: opts.reporter, env });
 }
