@@ -92,15 +92,25 @@ export async function planNode(config: Config, board: BoardProfile, configDir: s
     secrets.push({ name: 'api.token', source: at(config.cluster.api_token_file) });
   }
   return {
-    settings: {
-      cluster: { name: config.cluster.name, size: config.cluster.size, apiPort: config.cluster.api_port, discoveryPort: DISCOVERY_PORT },
-      role: config.role,
-      engine: { name: engine, binDir: ENGINE_BIN_DIR, contextLength: config.engine.context_length },
-      model,
-      user: { name: config.user.name },
-    },
+    settings: nodeSettings(config, board, model),
     files,
     authorizedKeys: keys.length ? `${keys.join('\n')}\n` : '',
     secrets,
   };
+}
+
+/** What /etc/pi-image/node.json says, from the config and the board. */
+export function nodeSettings(config: Config, board: BoardProfile, model: NodeSettings['model']): NodeSettings {
+  return {
+    cluster: { name: config.cluster.name, size: config.cluster.size, apiPort: config.cluster.api_port, discoveryPort: DISCOVERY_PORT },
+    role: config.role,
+    engine: { name: config.engine.name ?? board.engine, binDir: ENGINE_BIN_DIR, contextLength: config.engine.context_length },
+    model,
+    user: { name: config.user.name },
+  };
+}
+
+/** The node part of a plan for callers that plan without reading files (unit tests). */
+export function emptyNodePlan(config: Config, board: BoardProfile): NodePlan {
+  return { settings: nodeSettings(config, board, null), files: [], authorizedKeys: '', secrets: [{ name: 'cluster.secret', source: null }] };
 }

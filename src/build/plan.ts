@@ -9,7 +9,7 @@ import { ConfigError } from '../errors.js';
 import { forbiddenConfigTxtKeys } from '../tuning/render.js';
 import type { BootloaderPlan } from '../firmware/bootloader-plan.js';
 import type { ResolvedLever, TuningProfile } from '../tuning/profile.js';
-import type { NodePlan } from './node-plan.js';
+import { emptyNodePlan, type NodePlan } from './node-plan.js';
 
 /**
  * Bump when what a stage produces changes for the same inputs (e.g. a new mke2fs option),
@@ -236,22 +236,6 @@ export function makePlan(
     sde: sourceDateEpoch.value,
   });
   return plan;
-}
-
-/** The node part of a plan for callers that plan without reading files (unit tests). */
-export function emptyNodePlan(config: Config, board: BoardProfile): NodePlan {
-  return {
-    settings: {
-      cluster: { name: config.cluster.name, size: config.cluster.size, apiPort: config.cluster.api_port, discoveryPort: 47474 },
-      role: config.role,
-      engine: { name: config.engine.name ?? board.engine, binDir: '/opt/pi-image/engine/bin', contextLength: config.engine.context_length },
-      model: null,
-      user: { name: config.user.name },
-    },
-    files: [],
-    authorizedKeys: '',
-    secrets: [{ name: 'cluster.secret', source: null }],
-  };
 }
 
 export function outputPath(plan: Plan, key: keyof Plan['outputs']): string {

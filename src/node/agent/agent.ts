@@ -10,7 +10,7 @@ import { llamaCpp } from '../../engines/llama-cpp.js';
 import { activeLevers } from '../../tuning/levers.js';
 import { createApiFront } from '../api/api-front.js';
 import type { Announcement, EngineState } from '../cluster/announce.js';
-import { Discovery } from '../cluster/discovery.js';
+import { Discovery, type OwnState } from '../cluster/discovery.js';
 import { memberSetCommands, renderFirewall } from '../cluster/firewall.js';
 import { decideRole, engineWorkers, workerSetKey, type Role } from '../cluster/membership.js';
 import { httpOk, isListening, startEngineUnit, stopEngineUnit, waitEngineReady } from '../engine-control.js';
@@ -135,7 +135,7 @@ export class Agent {
     this.schedule();
   }
 
-  private ownState(): Omit<Announcement, 'v' | 'boot' | 'seq' | 'addresses'> {
+  private ownState(): OwnState {
     return {
       cluster: this.settings.cluster.name,
       node: this.id,
