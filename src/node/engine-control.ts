@@ -21,14 +21,23 @@ export async function resolveCommand(command: string, binDirs: string[], path = 
 }
 
 /**
+ * The launch line as the unit runs it: the command resolved to a path, every argument one
+ * word, because systemd splits `$PI_IMAGE_ENGINE_ARGV` on whitespace.
+ */
+export async function engineArgv(line: LaunchLine, binDirs: string[]): Promise<string[]> {
+  const argv = [await resolveCommand(line.command, binDirs), ...line.args];
+  const bad = argv.find((a) => !/^[\w@%+=:,./-]+$/.test(a));
+  if (bad !== undefined) throw new Error(`engine argument ${JSON.stringify(bad)} has characters a launch line may not carry`);
+  return argv;
+}
+
+/**
  * The engine runs as its own systemd unit, so the tuning profile's drop-in (CPU affinity,
  * jemalloc, memlock, priority) applies to it and systemd restarts it if it dies. The agent
  * only writes its launch line and starts or stops the unit.
  */
 export async function startEngineUnit(line: LaunchLine, binDirs: string[]): Promise<string> {
-  const argv = [await resolveCommand(line.command, binDirs), ...line.args];
-  const bad = argv.find((a) => !/^[\w@%+=:,./-]+$/.test(a));
-  if (bad !== undefined) throw new Error(`engine argument ${JSON.stringify(bad)} has characters a launch line may not carry`);
+  const argv = await engineArgv(line, binDirs);
   await writeFileAtomic(ENGINE_ENV_PATH, `# Written by pi-node agent: the engine's launch line.\nPI_IMAGE_ENGINE_ARGV="${argv.join(' ')}"\n`);
   const r = await run('systemctl', ['restart', ENGINE_UNIT]);
   if (r.code !== 0) throw new Error(`systemctl restart ${ENGINE_UNIT}: ${r.stderr.trim()}`);

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { dllama } from '../../src/engines/dllama.js';
 import { llamaCpp } from '../../src/engines/llama-cpp.js';
-import { startEngine } from '../../src/node/engine-process.js';
+import { execa } from 'execa';
+import { engineArgv } from '../../src/node/engine-control.js';
 
 const workers = [
   { address: '10.42.0.2', port: 9990 },
@@ -24,9 +25,10 @@ function fakeBinaries(): { dir: string; log: string } {
   return { dir, log };
 }
 
-async function run(line: { command: string; args: string[] }, dir: string): Promise<number | null> {
-  const child = startEngine(line, { binDirs: [dir] });
-  return new Promise((resolve) => child.on('exit', resolve));
+/** Runs a launch line the way pi-image-engine.service does: `/usr/bin/env $PI_IMAGE_ENGINE_ARGV`. */
+async function run(line: { command: string; args: string[] }, dir: string): Promise<number | undefined> {
+  const argv = (await engineArgv(line, [dir])).join(' ').split(' ');
+  return (await execa('/usr/bin/env', argv, { reject: false })).exitCode;
 }
 
 describe('dllama launch lines (fake dllama executables)', () => {
@@ -43,6 +45,12 @@ describe('dllama launch lines (fake dllama executables)', () => {
     const { dir, log } = fakeBinaries();
     expect(await run(dllama.worker({ bindAddress: '0.0.0.0', port: 9990, threads: 3 }), dir)).toBe(0);
     expect(readFileSync(log, 'utf8')).toBe('dllama [worker] [--port] [9990] [--nthreads] [3]\n');
+  });
+
+  it('refuses an argument systemd would split or expand', async () => {
+    const { dir } = fakeBinaries();
+    await expect(engineArgv({ command: 'dllama', args: ['--model', '/models/my model.m'] }, [dir])).rejects.toThrow(/"\/models\/my model.m" has characters/);
+    await expect(engineArgv({ command: 'dllama-missing', args: [] }, [dir])).rejects.toThrow(/dllama-missing is not installed/);
   });
 
   it('refuses worker host names and cluster sizes dllama cannot run', () => {
