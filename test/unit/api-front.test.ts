@@ -30,12 +30,12 @@ function fakeEngine(opts: { delayMs?: number; omitDone?: boolean } = {}) {
       const words = ['Hello', ' from', ' the', ' engine'];
       if (body.stream) {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
-        for (const w of words) res.write(`data: ${JSON.stringify({ id: 'x1', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: w }, finish_reason: '' }] })}\n\n`);
+        for (const w of words) res.write(`data: ${JSON.stringify({ id: 'x1', object: 'chat.completion.chunk', model: '/var/lib/pi-image/model/tiny.gguf', choices: [{ index: 0, delta: { content: w }, finish_reason: '' }] })}\n\n`);
         if (!opts.omitDone) res.write('data: [DONE]\n\n');
         res.end();
       } else {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ id: 'x1', object: 'chat.completion', created: 1, model: 'm', choices: [{ index: 0, message: { role: 'assistant', content: words.join('') }, finish_reason: '' }], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } }));
+        res.end(JSON.stringify({ id: 'x1', object: 'chat.completion', created: 1, model: '/var/lib/pi-image/model/tiny.gguf', choices: [{ index: 0, message: { role: 'assistant', content: words.join('') }, finish_reason: '' }], usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 } }));
       }
     });
   });
@@ -87,12 +87,14 @@ describe('API front', () => {
     const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
     const plain = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }] });
     expect(plain.choices[0]?.finish_reason).toBe('stop');
+    expect(plain.model).toBe('tiny');
     const stream = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], stream: true });
     let text = '';
     let reason: string | null | undefined;
     for await (const chunk of stream) {
       text += chunk.choices[0]?.delta.content ?? '';
       reason = chunk.choices[0]?.finish_reason ?? reason;
+      expect(chunk.model).toBe('tiny');
     }
     expect(text).toBe('Hello from the engine');
     expect(reason).toBe('stop');

@@ -58,9 +58,9 @@ function engineBody(request: ChatRequest, modelName: string): string {
 
 const unavailable = (detail: string): ApiError => ({ status: 503, type: 'engine_unavailable', message: `the inference engine is not available: ${detail}` });
 
-async function forwardPlain(res: ServerResponse, upstream: Response, request: ChatRequest): Promise<void> {
+async function forwardPlain(res: ServerResponse, upstream: Response, request: ChatRequest, modelName: string): Promise<void> {
   const text = await upstream.text();
-  let body: { choices?: { finish_reason?: unknown }[]; usage?: { completion_tokens?: number } };
+  let body: { model?: string; choices?: { finish_reason?: unknown }[]; usage?: { completion_tokens?: number } };
   try {
     body = JSON.parse(text);
   } catch {
@@ -68,11 +68,12 @@ async function forwardPlain(res: ServerResponse, upstream: Response, request: Ch
   }
   const hitLimit = request.max_tokens !== undefined && (body.usage?.completion_tokens ?? 0) >= request.max_tokens;
   for (const choice of body.choices ?? []) choice.finish_reason = fixFinishReason(choice.finish_reason, hitLimit);
+  body.model = modelName; // engines answer with a file path here
   send(res, 200, JSON.stringify(body));
 }
 
 /** Relays the engine's SSE stream; every stream ends with a finish_reason of stop or length, then [DONE]. */
-async function forwardStream(res: ServerResponse, upstream: Response, request: ChatRequest): Promise<void> {
+async function forwardStream(res: ServerResponse, upstream: Response, request: ChatRequest, modelName: string): Promise<void> {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
   let finished = false;
   let pieces = 0;
@@ -81,7 +82,7 @@ async function forwardStream(res: ServerResponse, upstream: Response, request: C
   const finish = () => {
     if (!finished) {
       const reason = request.max_tokens !== undefined && pieces >= request.max_tokens ? 'length' : 'stop';
-      res.write(`data: ${JSON.stringify({ id: lastId, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: request.model ?? '', choices: [{ index: 0, delta: {}, finish_reason: reason }] })}\n\n`);
+      res.write(`data: ${JSON.stringify({ id: lastId, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: modelName, choices: [{ index: 0, delta: {}, finish_reason: reason }] })}\n\n`);
       finished = true;
     }
   };
@@ -91,13 +92,14 @@ async function forwardStream(res: ServerResponse, upstream: Response, request: C
       res.write('data: [DONE]\n\n');
       return true;
     }
-    let chunk: { id?: string; choices?: { delta?: { content?: string }; finish_reason?: unknown }[] };
+    let chunk: { id?: string; model?: string; choices?: { delta?: { content?: string }; finish_reason?: unknown }[] };
     try {
       chunk = JSON.parse(data);
     } catch {
       return false; // not ours to pass on
     }
     if (chunk.id) lastId = chunk.id;
+    chunk.model = modelName;
     for (const choice of chunk.choices ?? []) {
       if (choice.delta?.content) pieces++;
       if (choice.finish_reason === '' || choice.finish_reason === undefined) choice.finish_reason = null;
@@ -158,8 +160,8 @@ export function createApiFront(opts: ApiFrontOptions): Server {
         throw new HttpError({ status: 400, type: 'invalid_request_error', message: `the engine refused the request: ${(await upstream.text()).slice(0, 300)}` });
       }
       if (!upstream.ok) throw new HttpError({ status: 502, type: 'server_error', message: `the engine answered ${upstream.status}: ${(await upstream.text()).slice(0, 300)}` });
-      if (request.stream) await forwardStream(res, upstream, request);
-      else await forwardPlain(res, upstream, request);
+      if (request.stream) await forwardStream(res, upstream, request, opts.modelName);
+      else await forwardPlain(res, upstream, request, opts.modelName);
     });
     if (!result) throw new HttpError({ status: 503, type: 'engine_unavailable', message: `too many requests waiting (${queue.maxWaiting}); try again shortly` });
   };
