@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { PiImageError } from '../errors.js';
 import { extractDirectBootFiles } from './boot-files.js';
 import { forwardedPortArgs, PrivateLan } from './private-lan.js';
-import { QemuVm } from './qemu-vm.js';
+import { machineArgs, QemuVm } from './qemu-vm.js';
+import { boardDtb, dumpMachineDtb, randomBoardSerial } from './board-serial.js';
 import { relayIntoNamespace } from './port-relay.js';
 
 /** The port the node agent's API front listens on (forwarded to the host's loopback). */
@@ -18,14 +19,18 @@ export interface EmulatedCluster {
   apiPorts: number[];
   /** Copies of the image each node boots from. */
   disks: string[];
+  /** Each node's board serial number, as a Pi's firmware gives it in the device tree. */
+  boardSerials: string[];
   /** Powers node i on (again, after it stopped: its disk keeps what the node wrote). */
   startNode(i: number): QemuVm;
+  /** A new card in node i's board: a fresh copy of its image (the node must be off). */
+  reflashNode(i: number): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
- * N nodes booted from one image (each on its own copy, grown like a bigger card) on a private
- * LAN, each also reachable from the host's loopback on one forwarded port. `images` gives a
+ * N nodes booted from one image (each on its own copy, grown like a bigger card, in a board
+ * with its own serial number) on a private LAN, each also reachable from the host's loopback on one forwarded port. `images` gives a
  * node its own image (e.g. one built with another secret); `start: false` leaves every node
  * off until `startNode`. `stop` cuts the power, removes the LAN and the copies.
  */
@@ -52,6 +57,8 @@ export async function startCluster(opts: {
   const disks: string[] = [];
   const netArgs: string[][] = [];
   const boots: Awaited<ReturnType<typeof extractDirectBootFiles>>[] = [];
+  const boardSerials: string[] = [];
+  const machine = { cpus: opts.cpus ?? 2, memoryMib: opts.memoryMib ?? 1024 };
   let relay: Awaited<ReturnType<typeof relayIntoNamespace>> | undefined;
   const stop = async () => {
     await Promise.all(vms.map((vm) => vm.kill()));
@@ -64,8 +71,8 @@ export async function startCluster(opts: {
       image: disks[i] as string,
       boot: boots[i] as Awaited<ReturnType<typeof extractDirectBootFiles>>,
       name: `node${i + 1}`,
-      cpus: opts.cpus ?? 2,
-      memoryMib: opts.memoryMib ?? 1024,
+      ...machine,
+      dtb: join(work, `board${i + 1}.dtb`),
       wrapper: lan.wrapper,
       // Like a board: `reboot` on a node (or an fsck that repaired its root) boots it again.
       allowReboot: true,
@@ -79,13 +86,26 @@ export async function startCluster(opts: {
     vms[i] = vm;
     return vm;
   };
+  /** Copies the image onto node i's card, grown like a bigger card, and reads its boot files. */
+  const flash = async (i: number) => {
+    const disk = join(work, `node${i + 1}.img`);
+    await copyFile(imageOf(i), disk);
+    await truncate(disk, (await stat(disk)).size + 1024 ** 3);
+    disks[i] = disk;
+    boots[i] = await extractDirectBootFiles(disk, join(work, `boot${i + 1}`));
+  };
+  const reflashNode = async (i: number) => {
+    const vm = vms[i];
+    if (vm && !vm.hasExited) throw new Error(`node${i + 1} is still running: power it off before re-flashing its card`);
+    await flash(i);
+  };
   try {
+    const machineDtb = join(work, 'virt.dtb');
+    await dumpMachineDtb(machineArgs(machine), machineDtb);
     for (let i = 0; i < opts.nodes; i++) {
-      const disk = join(work, `node${i + 1}.img`);
-      await copyFile(imageOf(i), disk);
-      await truncate(disk, (await stat(disk)).size + 1024 ** 3);
-      disks.push(disk);
-      boots.push(await extractDirectBootFiles(disk, join(work, `boot${i + 1}`)));
+      await flash(i);
+      boardSerials.push(randomBoardSerial());
+      await boardDtb(machineDtb, boardSerials[i] as string, join(work, `board${i + 1}.dtb`));
       const apiPort = (opts.firstApiPort ?? 18080) + i;
       apiPorts.push(apiPort);
       netArgs.push([...(await lan.addNode(i)), ...forwardedPortArgs(apiPort, NODE_API_PORT, i)]);
@@ -96,7 +116,7 @@ export async function startCluster(opts: {
     await stop();
     throw e;
   }
-  return { vms, lan, apiPorts, disks, startNode, stop };
+  return { vms, lan, apiPorts, disks, boardSerials, startNode, reflashNode, stop };
 }
 
 /** Boot milestones read off a node's console, for progress. */

@@ -13,9 +13,16 @@ export interface VmOptions {
   /** Prefix command, e.g. ['ip', 'netns', 'exec', 'ns'] to run QEMU inside a network namespace. */
   wrapper?: string[];
   name?: string;
+  /** A device tree to boot with instead of QEMU's own (see board-serial.ts). */
+  dtb?: string;
   /** A reboot inside the guest reboots the VM (QEMU resets it) instead of ending QEMU. */
   allowReboot?: boolean;
   onOutput?: (text: string) => void;
+}
+
+/** What shapes the machine's device tree: a `-dtb` must come from a dump with the same ones. */
+export function machineArgs(o: Pick<VmOptions, 'cpus' | 'memoryMib'>): string[] {
+  return ['-M', 'virt', '-cpu', 'cortex-a76', '-smp', String(o.cpus ?? 2), '-m', String(o.memoryMib ?? 1024)];
 }
 
 /**
@@ -37,6 +44,10 @@ export class QemuVm {
     return new Promise<void>((resolve) => (this.isExited ? resolve() : this.exitWaiters.push(resolve)));
   }
 
+  get hasExited(): boolean {
+    return this.isExited;
+  }
+
   get consoleLog(): string {
     return this.output;
   }
@@ -44,10 +55,7 @@ export class QemuVm {
   qemuArgs(): string[] {
     const o = this.options;
     return [
-      '-M', 'virt',
-      '-cpu', 'cortex-a76',
-      '-smp', String(o.cpus ?? 2),
-      '-m', String(o.memoryMib ?? 1024),
+      ...machineArgs(o),
       '-accel', 'tcg,thread=multi',
       '-display', 'none',
       '-monitor', 'none',
@@ -58,6 +66,7 @@ export class QemuVm {
       '-kernel', o.boot.kernel,
       '-initrd', o.boot.initrd,
       '-append', [o.boot.cmdline, ...(o.append ?? [])].join(' '),
+      ...(o.dtb ? ['-dtb', o.dtb] : []),
       ...(o.allowReboot ? [] : ['-no-reboot']),
       ...(o.netArgs ?? ['-nic', 'none']),
     ];

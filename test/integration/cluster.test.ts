@@ -32,6 +32,7 @@ describe('cluster of three emulated nodes', () => {
   let started = 0;
   let rootIndex = -1;
   let rootId = '';
+  const machineIds: string[] = [];
 
   const vm = (i: number): QemuVm => cluster.vms[i] as QemuVm;
   const api = (i: number) => `http://127.0.0.1:${cluster.apiPorts[i]}`;
@@ -188,12 +189,12 @@ describe('cluster of three emulated nodes', () => {
     expect((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
   }, 10 * 60_000);
 
-  it('did its first boot: own name, login user with keys only, root locked, secret off the boot partition', async () => {
-    const ids = new Set<string>();
+  it('did its first boot: id from the board serial, own name, login user with keys only, root locked, secret off the boot partition', async () => {
     for (const i of [0, 1, 2]) {
       const s = await status(i);
+      expect(await vm(i).check('journalctl -b -u pi-image-first-boot -o cat | grep "node id"')).toContain(`node id ${s.node} (from the board serial)`);
       expect(s.hostname).toBe(`test-${s.node.slice(0, 6)}`);
-      ids.add(await vm(i).check('cat /etc/machine-id'));
+      machineIds[i] = await vm(i).check('cat /etc/machine-id');
       expect(await vm(i).check('getent shadow pi root | cut -d: -f1,2')).toMatch(/^pi:\*\nroot:!/);
       expect(await vm(i).check('cat /home/pi/.ssh/authorized_keys')).toBe(readFileSync(join(REPO, 'test/fixtures/test-login-key.pub'), 'utf8').trim());
       expect(await vm(i).check('stat -c "%U %a" /home/pi/.ssh/authorized_keys /etc/pi-image/cluster.secret')).toBe('pi 600\nroot 600');
@@ -201,7 +202,7 @@ describe('cluster of three emulated nodes', () => {
       expect((await vm(i).run('ls /boot/firmware/pi-image')).status).not.toBe(0);
       expect(await vm(i).check('ls /etc/ssh/ssh_host_ed25519_key.pub')).toBeTruthy();
     }
-    expect(ids.size).toBe(3);
+    expect(new Set(machineIds).size).toBe(3);
   }, 5 * 60_000);
 
   it('answers mDNS for <cluster>.local with the root', async () => {
@@ -273,6 +274,20 @@ describe('cluster of three emulated nodes', () => {
     const probe = `timeout 10 bash -c 'exec 3<>/dev/tcp/${workerAddress}/50052' && echo open || echo closed`;
     expect(await vm(INTRUDER).check(probe, 60_000)).toBe('closed');
   }, 40 * 60_000);
+
+  it("takes the root role back with a re-flashed card in the root's board, with no clean-up", async () => {
+    await vm(rootIndex).shutdown(3 * 60_000);
+    await cluster.reflashNode(rootIndex);
+    cluster.startNode(rootIndex);
+    await loggedIn(rootIndex);
+    // A new card: a first boot again (new machine-id, secret taken off its boot partition), same board serial.
+    expect(await vm(rootIndex).check('cat /etc/machine-id')).not.toBe(machineIds[rootIndex]);
+    expect(await waitServing([0, 1, 2], 20 * 60_000)).toBe(rootIndex);
+    expect((await status(rootIndex)).node).toBe(rootId);
+    expect(await vm(rootIndex).check('cat /etc/pi-image/cluster.secret')).toBe(SECRET);
+    for (const i of workers()) expect(await status(i)).toMatchObject({ role: 'worker', root: rootId });
+    expect((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
+  }, 35 * 60_000);
 
   it('leaves no trace of the secret on any boot partition, and keeps the LAN off the host', async () => {
     await Promise.all([0, 1, 2, INTRUDER].map((i) => vm(i).shutdown(3 * 60_000)));
