@@ -27,6 +27,7 @@ export const HOST_TOOLS: HostTool[] = [
   { name: 'zstd', commands: ['zstd'], purpose: 'compressed image (.img.zst)', neededFor: 'build', fix: apt('zstd') },
   { name: 'bmap-tools', commands: ['bmaptool'], purpose: 'block map (.bmap) for fast flashing', neededFor: 'build', fix: apt('bmap-tools') },
   { name: 'qemu-system-arm', commands: ['qemu-system-aarch64'], purpose: 'boot images in emulation (tests, emulate)', neededFor: 'test', fix: apt('qemu-system-arm') },
+  { name: 'device-tree-compiler', commands: ['fdtput'], purpose: "give each emulated board a serial number in QEMU's device tree", neededFor: 'test', fix: apt('device-tree-compiler') },
 ];
 
 export interface HostCheck {
