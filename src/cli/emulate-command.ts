@@ -33,6 +33,12 @@ async function askOnce(url: string, prompt: string): Promise<string> {
   return `${body.choices[0].message.content}\n(finish_reason: ${body.choices[0].finish_reason})`;
 }
 
+function wholeNumber(value: string, flag: string, min: number, max: number): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n < min || n > max) throw new PiImageError(`${flag} must be a whole number from ${min} to ${max}, not "${value}"`);
+  return n;
+}
+
 export function emulateCommand(): Command {
   return new Command('emulate')
     .description('Boot N nodes from one qemu-board image on a private virtual LAN (no host network) and keep them running until Ctrl-C')
@@ -49,20 +55,33 @@ export function emulateCommand(): Command {
       const show = () => process.stderr.write(`\r\x1b[2K${[...stage.entries()].map(([i, s]) => `node${i + 1}: ${s}`).join('  ')}`);
       const logs = new Map<number, string>();
       let cluster: Awaited<ReturnType<typeof startCluster>> | undefined;
+      let starting: ReturnType<typeof startCluster> | undefined;
+      let stopping = false;
       const stop = async () => {
+        if (stopping) return process.stderr.write('still stopping the nodes…\n');
+        stopping = true;
         process.stderr.write('\nstopping the nodes…\n');
-        await cluster?.stop();
+        // Interrupted while the disks are still being copied: let that finish, then undo it all.
+        await (cluster ?? (await starting?.catch(() => undefined)))?.stop();
         process.exit(130);
       };
-      process.once('SIGINT', () => void stop());
-      process.once('SIGTERM', () => void stop());
+      // Listening for good (not once): execa's exit hook re-raises a signal nobody else listens
+      // for, which would kill this process before the LAN is taken down.
+      process.on('SIGINT', () => void stop());
+      process.on('SIGTERM', () => void stop());
       try {
-        cluster = await startCluster({
+        const nodes = wholeNumber(options.nodes, '--nodes', 1, 8);
+        const cpus = wholeNumber(options.cpus, '--cpus', 1, 8);
+        const memoryMib = wholeNumber(options.memory, '--memory', 512, 16384);
+        const firstApiPort = wholeNumber(options.apiPort, '--api-port', 1024, 65535 - nodes + 1);
+        wholeNumber(options.timeout, '--timeout', 1, 24 * 60);
+        if (options.console !== undefined) wholeNumber(options.console, '--console', 1, nodes);
+        starting = startCluster({
           image,
-          nodes: Number(options.nodes),
-          cpus: Number(options.cpus),
-          memoryMib: Number(options.memory),
-          firstApiPort: Number(options.apiPort),
+          nodes,
+          cpus,
+          memoryMib,
+          firstApiPort,
           onOutput: (i, text) => {
             if (options.console && Number(options.console) === i + 1) process.stdout.write(text);
             const log = (logs.get(i) ?? '') + text;
@@ -74,9 +93,10 @@ export function emulateCommand(): Command {
             }
           },
         });
+        cluster = await starting;
         for (let i = 0; i < cluster.vms.length; i++) stage.set(i, 'starting');
         show();
-        process.stderr.write(`\n${cluster.vms.length} nodes on a private LAN; node i's port ${NODE_API_PORT} is 127.0.0.1:${cluster.apiPorts[0]}…${cluster.apiPorts.at(-1)}. Ctrl-C stops them.\n`);
+        process.stderr.write(`\n${cluster.vms.length} nodes on a private LAN (network namespace ${cluster.lan.namespace}); node i's port ${NODE_API_PORT} is 127.0.0.1:${cluster.apiPorts[0]}…${cluster.apiPorts.at(-1)}. Ctrl-C stops them.\n`);
         const serving = await waitForRoot(cluster.apiPorts, Number(options.timeout) * 60_000, Promise.all(cluster.vms.map((vm) => vm.exited)));
         if (serving === undefined) throw new PiImageError(`no node served within ${options.timeout} minutes`, 'watch a node with --console <n> and run `pi-node status` there');
         process.stderr.write(`\ncluster serving: ${serving.url}/v1 (OpenAI-compatible; root is node${serving.node})\n`);

@@ -70,6 +70,15 @@ describe('pi-image commands', () => {
     expect(run.stderr).toContain(`error: ${join(work, 'nope.img')} is not an image file`);
   });
 
+  it('emulate refuses numbers it cannot use, naming the flag', async () => {
+    for (const [flag, value] of [['--nodes', '0'], ['--nodes', '9'], ['--cpus', 'two'], ['--memory', '64'], ['--api-port', '80'], ['--console', '4']]) {
+      const run = await runCli(['emulate', join(work, 'nope.img'), '--nodes', '3', flag as string, value as string]);
+      expect(run.exitCode, `${flag} ${value}`).toBe(1);
+      expect(run.stderr).toContain(`error: ${flag} must be a whole number`);
+      expect(run.stderr).toContain(`not "${value}"`);
+    }
+  });
+
   it('doctor --host finds everything the build needs on this machine', async () => {
     const run = await runCli(['doctor', '--host']);
     expect(run.exitCode, run.stdout).toBe(0);

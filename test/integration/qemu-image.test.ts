@@ -213,6 +213,28 @@ describe('qemu board image', () => {
     });
   });
 
+  it('pi-image emulate shows boot progress and Ctrl-C stops the nodes and removes the LAN', async () => {
+    const cli = execa(process.execPath, [join(REPO, 'dist/cli/main.js'), 'emulate', join(out1, 'pi-image-qemu.img'), '--nodes', '1', '--cpus', '1', '--api-port', '18290'], { reject: false, stdin: 'ignore' });
+    let stderr = '';
+    const seen = new Promise<void>((resolve) =>
+      cli.stderr?.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        if (/node1: (systemd|multi-user|ready)/.test(stderr) && /network namespace /.test(stderr)) resolve();
+      }),
+    );
+    await Promise.race([seen, cli.then((r) => { throw new Error(`emulate ended early (${r.exitCode}):\n${stderr}`); })]);
+    const namespace = /network namespace ([\w-]+)/.exec(stderr)?.[1] as string;
+    const pids = (await execa('ip', ['netns', 'pids', namespace])).stdout.split('\n').filter(Boolean).map(Number);
+    expect(pids.length).toBeGreaterThan(0);
+    cli.kill('SIGINT');
+    const ended = await cli;
+    expect(ended.exitCode, stderr).toBe(130);
+    expect(stderr).toMatch(/node1: starting[\s\S]*node1: systemd/);
+    expect(stderr).toContain('stopping the nodes');
+    for (const pid of pids) expect(() => process.kill(pid, 0), `pid ${pid} still runs`).toThrow();
+    expect((await execa('ip', ['netns', 'list'])).stdout).not.toContain(namespace);
+  }, 10 * 60_000);
+
   describe('an image with a lever switched off', () => {
     let vm: QemuVm;
 
