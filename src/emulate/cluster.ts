@@ -30,9 +30,10 @@ export interface EmulatedCluster {
 
 /**
  * N nodes booted from one image (each on its own copy, grown like a bigger card, in a board
- * with its own serial number) on a private LAN, each also reachable from the host's loopback on one forwarded port. `images` gives a
- * node its own image (e.g. one built with another secret); `start: false` leaves every node
- * off until `startNode`. `stop` cuts the power, removes the LAN and the copies.
+ * with its own serial number) on a private LAN, each also reachable from the host's loopback
+ * on one forwarded port. `images` gives a node its own image (e.g. one built with another
+ * secret); `start: false` leaves every node off until `startNode`. `stop` cuts the power,
+ * removes the LAN and the copies.
  */
 export async function startCluster(opts: {
   image: string;
