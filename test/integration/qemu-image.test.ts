@@ -157,6 +157,17 @@ describe('qemu board image', () => {
       expect(await vm.check('passwd -S root | cut -d" " -f2')).toMatch(/^L/);
     });
 
+    it('finishes an interrupted first boot when run again: every step repeats safely, the stamp comes last', async () => {
+      const state = 'cat /var/lib/pi-image/node-id /etc/hostname /etc/pi-image/cluster.secret; getent passwd pi; getent shadow pi root | cut -d: -f1,2; grep -c "^127.0.1.1" /etc/hosts; stat -c "%a %U" /home/pi/.ssh/authorized_keys';
+      const before = await vm.check(state);
+      // As after a power cut just before the stamp: all steps done, no stamp.
+      await vm.check('rm /var/lib/pi-image/first-boot.done');
+      expect(await vm.check('pi-node first-boot 2>&1', 120_000)).toContain('node id');
+      expect(await vm.check('ls /var/lib/pi-image/first-boot.done')).toBe('/var/lib/pi-image/first-boot.done');
+      expect(await vm.check(state)).toBe(before);
+      expect(await vm.check('pi-node first-boot 2>&1')).toContain('first boot was done before');
+    });
+
     it('grew the root file system to fill the disk', async () => {
       const m = manifest();
       const root = m.disk.partitions[1];
