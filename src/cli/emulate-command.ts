@@ -82,6 +82,9 @@ export function emulateCommand(): Command {
           cpus,
           memoryMib,
           firstApiPort,
+          // The image boots `quiet`: have systemd print its progress on the console, where the
+          // milestones are read from (the tests leave it off: it would mix with their commands).
+          append: ['systemd.show_status=true'],
           onOutput: (i, text) => {
             if (options.console && Number(options.console) === i + 1) process.stdout.write(text);
             const log = (logs.get(i) ?? '') + text;

@@ -43,6 +43,8 @@ export async function startCluster(opts: {
   cpus?: number;
   memoryMib?: number;
   firstApiPort?: number;
+  /** Extra kernel command line words for every node. */
+  append?: string[];
   onOutput?: (node: number, text: string) => void;
 }): Promise<EmulatedCluster> {
   if (!Number.isInteger(opts.nodes) || opts.nodes < 1 || opts.nodes > 8) throw new PiImageError(`--nodes must be 1 to 8, not ${opts.nodes}`);
@@ -79,7 +81,7 @@ export async function startCluster(opts: {
       allowReboot: true,
       // Several emulated nodes share the host's cores: give slow device probing time
       // instead of dropping to emergency mode after systemd's default 90 s.
-      append: ['systemd.default_device_timeout_sec=900', 'systemd.default_timeout_start_sec=900'],
+      append: ['systemd.default_device_timeout_sec=900', 'systemd.default_timeout_start_sec=900', ...(opts.append ?? [])],
       netArgs: netArgs[i],
       onOutput: (text) => opts.onOutput?.(i, text),
     });
