@@ -19,7 +19,7 @@ export async function dumpMachineDtb(machineArgs: string[], dest: string): Promi
   });
 }
 
-/** A serial number shaped like a Pi's (16 hex digits; the firmware's start with 1000000). */
+/** A serial number shaped like a Pi's: 16 hex digits. */
 export const randomBoardSerial = () => `10000000${randomBytes(4).toString('hex')}`;
 
 export async function boardDtb(machineDtb: string, serial: string, dest: string): Promise<void> {
