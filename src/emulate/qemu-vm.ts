@@ -88,8 +88,12 @@ export class QemuVm {
       this.exitWaiters.splice(0).forEach((w) => w());
       this.checkWaiters();
       // Nothing more will be printed: whoever still waits fails now, with the console's last words.
-      for (const waiter of this.waiters.splice(0)) waiter.fail(new Error(`${this.options.name ?? 'vm'}: QEMU exited while waiting for ${waiter.re}; console tail:\n${this.output.slice(-3000)}`));
+      for (const waiter of this.waiters.splice(0)) waiter.fail(this.exitedWhileWaiting(waiter.re));
     });
+  }
+
+  private exitedWhileWaiting(re: RegExp): Error {
+    return new Error(`${this.options.name ?? 'vm'}: QEMU exited while waiting for ${re}; console tail:\n${this.output.slice(-3000)}`);
   }
 
   private checkWaiters(): void {
@@ -124,9 +128,8 @@ export class QemuVm {
       this.waiters.push(waiter);
       this.checkWaiters();
       if (this.isExited && this.waiters.includes(waiter)) {
-        clearTimeout(timer);
         this.waiters.splice(this.waiters.indexOf(waiter), 1);
-        reject(new Error(`${this.options.name ?? 'vm'}: QEMU exited while waiting for ${re}; console tail:\n${this.output.slice(-3000)}`));
+        waiter.fail(this.exitedWhileWaiting(re));
       }
     });
   }
