@@ -12,7 +12,7 @@ import { createApiFront } from '../api/api-front.js';
 import type { Announcement, EngineState } from '../cluster/announce.js';
 import { Discovery, type OwnState } from '../cluster/discovery.js';
 import { memberSetCommands, renderFirewall } from '../cluster/firewall.js';
-import { decideRole, engineWorkers, workerSetKey, type Role } from '../cluster/membership.js';
+import { decideRole, engineWorkers, nodeBoot, workerSetKey, type Role } from '../cluster/membership.js';
 import { httpOk, isListening, startEngineUnit, stopEngineUnit, waitEngineReady } from '../engine-control.js';
 import { writeFileAtomic } from '../../atomic-write.js';
 import { NODE_ID_PATH } from '../first-boot.js';
@@ -145,7 +145,7 @@ export class Agent {
       root: this.root,
       canHoldModel: this.canHoldModel,
       engine: this.engineState,
-      ...(this.role === 'root' ? { serving: this.workers.map((w) => `${w.node}@${w.boot}`) } : {}),
+      ...(this.role === 'root' ? { serving: this.workers.map(nodeBoot) } : {}),
     };
   }
 
@@ -158,7 +158,7 @@ export class Agent {
     if (this.engineState !== 'ready') return false;
     if (this.role === 'root') return true;
     const root = this.root ? this.peers.get(this.root) : undefined;
-    return this.role === 'worker' && root?.engine === 'ready' && (root.serving ?? []).includes(`${this.id}@${this.discovery.bootId}`);
+    return this.role === 'worker' && root?.engine === 'ready' && (root.serving ?? []).includes(nodeBoot({ node: this.id, boot: this.discovery.bootId }));
   }
 
   private view() {

@@ -44,5 +44,8 @@ export function engineWorkers(view: ClusterView): Announcement[] | undefined {
   return ready.length >= view.size - 1 ? ready.slice(0, view.size - 1) : undefined;
 }
 
+/** One boot of one node (`node@boot`): how a root's `serving` list names the workers its engine runs with. */
+export const nodeBoot = (n: { node: string; boot: string }) => `${n.node}@${n.boot}`;
+
 /** Identifies a worker set: the root restarts its engine when this changes (a worker rebooted, an address changed). */
-export const workerSetKey = (workers: Announcement[]) => workers.map((w) => `${w.node}@${w.boot}/${w.addresses[0]}`).join(',');
+export const workerSetKey = (workers: Announcement[]) => workers.map((w) => `${nodeBoot(w)}/${w.addresses[0]}`).join(',');
