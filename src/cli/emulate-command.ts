@@ -74,8 +74,8 @@ export function emulateCommand(): Command {
         const cpus = wholeNumber(options.cpus, '--cpus', 1, 8);
         const memoryMib = wholeNumber(options.memory, '--memory', 512, 16384);
         const firstApiPort = wholeNumber(options.apiPort, '--api-port', 1024, 65535 - nodes + 1);
-        wholeNumber(options.timeout, '--timeout', 1, 24 * 60);
-        if (options.console !== undefined) wholeNumber(options.console, '--console', 1, nodes);
+        const timeoutMinutes = wholeNumber(options.timeout, '--timeout', 1, 24 * 60);
+        const consoleNode = options.console === undefined ? undefined : wholeNumber(options.console, '--console', 1, nodes);
         starting = startCluster({
           image,
           nodes,
@@ -86,7 +86,7 @@ export function emulateCommand(): Command {
           // milestones are read from (the tests leave it off: it would mix with their commands).
           append: ['systemd.show_status=true'],
           onOutput: (i, text) => {
-            if (options.console && Number(options.console) === i + 1) process.stdout.write(text);
+            if (consoleNode === i + 1) process.stdout.write(text);
             const log = (logs.get(i) ?? '') + text;
             logs.set(i, log.slice(-4096));
             const reached = BOOT_MILESTONES.filter(([re]) => re.test(log)).at(-1)?.[1];
@@ -100,8 +100,8 @@ export function emulateCommand(): Command {
         for (let i = 0; i < cluster.vms.length; i++) stage.set(i, 'starting');
         show();
         process.stderr.write(`\n${cluster.vms.length} nodes on a private LAN (network namespace ${cluster.lan.namespace}); node i's port ${NODE_API_PORT} is 127.0.0.1:${cluster.apiPorts[0]}…${cluster.apiPorts.at(-1)}. Ctrl-C stops them.\n`);
-        const serving = await waitForRoot(cluster.apiPorts, Number(options.timeout) * 60_000, Promise.all(cluster.vms.map((vm) => vm.exited)));
-        if (serving === undefined) throw new PiImageError(`no node served within ${options.timeout} minutes`, 'watch a node with --console <n> and run `pi-node status` there');
+        const serving = await waitForRoot(cluster.apiPorts, timeoutMinutes * 60_000, Promise.all(cluster.vms.map((vm) => vm.exited)));
+        if (serving === undefined) throw new PiImageError(`no node served within ${timeoutMinutes} minutes`, 'watch a node with --console <n> and run `pi-node status` there');
         process.stderr.write(`\ncluster serving: ${serving.url}/v1 (OpenAI-compatible; root is node${serving.node})\n`);
         if (options.ask !== undefined) {
           process.stdout.write(`${await askOnce(serving.url, options.ask)}\n`);
