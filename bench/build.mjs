@@ -13,7 +13,7 @@ cpSync(join(repo, 'test/fixtures/layers/serial-console'), layer, { recursive: tr
 function build(label) {
   process.stderr.write(`bench: ${label} build…\n`);
   const started = Date.now();
-  const run = spawnSync(process.execPath, [join(repo, 'dist/cli/main.js'), 'build', '--json', '--board', 'qemu', '--no-check-valid-until', '--cluster-secret', join(repo, 'test/fixtures/cluster.secret'), '--layer', layer, '--out', join(work, 'out')], {
+  const run = spawnSync(process.execPath, [join(repo, 'dist/host/cli/main.js'), 'build', '--json', '--board', 'qemu', '--no-check-valid-until', '--cluster-secret', join(repo, 'test/fixtures/cluster.secret'), '--layer', layer, '--out', join(work, 'out')], {
     env: { ...process.env, PI_IMAGE_CACHE: cache },
     encoding: 'utf8',
     maxBuffer: 1 << 28,

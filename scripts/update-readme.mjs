@@ -4,7 +4,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { configReferenceMarkdown } from '../dist/config/reference.js';
-import { leversMarkdown } from '../dist/cli/levers-command.js';
+import { leversMarkdown } from '../dist/host/cli/levers-command.js';
 import { loadTuningProfile } from '../dist/tuning/profile.js';
 
 const readme = join(import.meta.dirname, '..', 'README.md');

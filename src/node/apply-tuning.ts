@@ -1,6 +1,5 @@
 import { join } from 'node:path';
-import { activeLevers, type LeverApply } from '../tuning/levers.js';
-import type { TuningState } from '../tuning/render.js';
+import { activeLevers, type LeverApply, type TuningState } from '../shared/tuning/levers.js';
 import { nicIrqs, nicPath, parseRingSizes, rxQueues } from './nic.js';
 import { cpuMask, listDir, parseCpuList, readText, run, writeText } from './sys.js';
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import type { ResolvedLever } from '../tuning/levers.js';
-import { ENGINE_UNIT, type TuningState } from '../tuning/render.js';
+import type { ResolvedLever, TuningState } from '../shared/tuning/levers.js';
+import { ENGINE_UNIT } from '../shared/node-paths.js';
 import { nicDriver, nicIrqs, nicPath, parseFeature, parseRingSizes, physicalNics, rxQueues } from './nic.js';
 import { cpuMask, listDir, parseCpuList, parseMask, readText, run } from './sys.js';
 

@@ -1,10 +1,9 @@
 import { readFile, stat } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
-import type { LaunchLine } from '../engines/adapter.js';
-import { writeFileAtomic } from '../atomic-write.js';
+import type { LaunchLine } from '../shared/engines/adapter.js';
+import { writeFileAtomic } from '../shared/atomic-write.js';
 import { run } from './sys.js';
-import { ENGINE_ENV_PATH } from './settings.js';
-import { ENGINE_UNIT } from '../tuning/render.js';
+import { ENGINE_ENV_PATH, ENGINE_UNIT } from '../shared/node-paths.js';
 
 async function isExecutable(path: string): Promise<boolean> {
   return stat(path).then((s) => s.isFile() && (s.mode & 0o111) !== 0, () => false);

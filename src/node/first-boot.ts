@@ -1,12 +1,11 @@
 import { chown, mkdir, open, readFile, rmdir, stat, unlink } from 'node:fs/promises';
-import { writeFileAtomic } from '../atomic-write.js';
+import { writeFileAtomic } from '../shared/atomic-write.js';
 import { join } from 'node:path';
 import { clusterHostname, nodeId } from './identity.js';
 import { run } from './sys.js';
-import { API_TOKEN, AUTHORIZED_KEYS_PATH, BOOT_SECRETS_DIR, CLUSTER_SECRET, SECRETS_DIR, STATE_DIR, type NodeSettings } from './settings.js';
+import { API_TOKEN, AUTHORIZED_KEYS_PATH, BOOT_SECRETS_DIR, CLUSTER_SECRET, FIRST_BOOT_STAMP, NODE_ID_PATH, SECRETS_DIR, STATE_DIR } from '../shared/node-paths.js';
+import type { NodeSettings } from '../shared/node-settings.js';
 
-export const FIRST_BOOT_STAMP = `${STATE_DIR}/first-boot.done`;
-export const NODE_ID_PATH = `${STATE_DIR}/node-id`;
 
 type Log = (line: string) => void;
 

@@ -1,12 +1,11 @@
 // pi-node: the on-device agent. Bundled into one file (dist/node/pi-node.cjs) for the image.
 import { applyCpuTuning, applyNicTuning } from './apply-tuning.js';
 import { formatDoctor, runDoctor } from './doctor.js';
-import { loadTuningState } from './tuning-state.js';
+import { loadNodeSettings, loadTuningState } from './settings.js';
 import { physicalNics } from './nic.js';
 import { Agent } from './agent/agent.js';
 import { fetchStatus, formatStatus } from './agent/status.js';
 import { firstBoot } from './first-boot.js';
-import { loadNodeSettings } from './settings.js';
 
 const USAGE = `usage: pi-node <command>
 

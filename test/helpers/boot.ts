@@ -1,7 +1,7 @@
 import { copyFileSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { extractDirectBootFiles } from '../../src/emulate/boot-files.js';
-import { QemuVm } from '../../src/emulate/qemu-vm.js';
+import { extractDirectBootFiles } from '../../src/host/emulate/boot-files.js';
+import { QemuVm } from '../../src/host/emulate/qemu-vm.js';
 
 /**
  * Boots a qemu-board image (kernel and initrd from its boot partition) with 4 CPUs like a

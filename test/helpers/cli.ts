@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const REPO = join(import.meta.dirname, '../..');
-const CLI = join(REPO, 'dist/cli/main.js');
+const CLI = join(REPO, 'dist/host/cli/main.js');
 
 export interface CliRun {
   exitCode: number;

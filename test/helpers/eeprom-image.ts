@@ -1,4 +1,4 @@
-import { EEPROM_SIZE, MAGIC } from '../../src/firmware/eeprom.js';
+import { EEPROM_SIZE, MAGIC } from '../../src/host/firmware/eeprom.js';
 
 export const FACTORY_CONFIG = '[all]\nBOOT_UART=1\nPOWER_OFF_ON_HALT=0\nBOOT_ORDER=0xf461\n';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HOST_TOOLS } from '../../src/tools/host-tools.js';
+import { HOST_TOOLS } from '../../src/host/tools/host-tools.js';
 import { QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE } from '../helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-errors-'));
@@ -106,7 +106,7 @@ describe('bad input gives a clear error and writes nothing', () => {
     expect(good.exitCode, good.stderr).toBe(0);
     const before = readFileSync(join(out, 'manifest.json'), 'utf8');
 
-    const child = execa(process.execPath, [join(REPO, 'dist/cli/main.js'), ...args, '--zstd-level', '3'], { env, reject: false, stdin: 'ignore' });
+    const child = execa(process.execPath, [join(REPO, 'dist/host/cli/main.js'), ...args, '--zstd-level', '3'], { env, reject: false, stdin: 'ignore' });
     await new Promise<void>((resolve) => {
       child.stdout?.on('data', (chunk: Buffer) => {
         if (chunk.toString().includes('"type":"stage-start","stage":"disk"')) resolve();

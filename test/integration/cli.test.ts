@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseBootconf, readEepromFile } from '../../src/firmware/eeprom.js';
+import { parseBootconf, readEepromFile } from '../../src/host/firmware/eeprom.js';
 import { runCli } from '../helpers/cli.js';
 import { synthesizeEeprom } from '../helpers/eeprom-image.js';
 

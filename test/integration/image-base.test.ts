@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest } from '../../src/build/stages/artifacts.js';
-import type { QemuVm } from '../../src/emulate/qemu-vm.js';
+import type { Manifest } from '../../src/host/pipeline/stages/artifacts.js';
+import type { QemuVm } from '../../src/host/emulate/qemu-vm.js';
 import { bootImage } from '../helpers/boot.js';
-import { parseBootconf, parseSections, readEepromFile } from '../../src/firmware/eeprom.js';
+import { parseBootconf, parseSections, readEepromFile } from '../../src/host/firmware/eeprom.js';
 import { QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 import { synthesizeEeprom } from '../helpers/eeprom-image.js';
 

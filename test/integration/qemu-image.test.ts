@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest } from '../../src/build/stages/artifacts.js';
-import type { QemuVm } from '../../src/emulate/qemu-vm.js';
+import type { Manifest } from '../../src/host/pipeline/stages/artifacts.js';
+import type { QemuVm } from '../../src/host/emulate/qemu-vm.js';
 import { bootImage } from '../helpers/boot.js';
 import { QEMU_TEST_FLAGS, REPO, runCli, stageCaching, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 
@@ -227,7 +227,7 @@ describe('qemu board image', () => {
   });
 
   it('pi-image emulate shows boot progress and Ctrl-C stops the nodes and removes the LAN', async () => {
-    const cli = execa(process.execPath, [join(REPO, 'dist/cli/main.js'), 'emulate', join(out1, 'pi-image-qemu.img'), '--nodes', '1', '--cpus', '1', '--api-port', '18290'], { reject: false, stdin: 'ignore' });
+    const cli = execa(process.execPath, [join(REPO, 'dist/host/cli/main.js'), 'emulate', join(out1, 'pi-image-qemu.img'), '--nodes', '1', '--cpus', '1', '--api-port', '18290'], { reject: false, stdin: 'ignore' });
     let stderr = '';
     const seen = new Promise<void>((resolve) =>
       cli.stderr?.on('data', (chunk: Buffer) => {

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { tinyGguf } from '../../src/model/tiny-gguf.js';
+import { tinyGguf } from '../../src/host/model/tiny-gguf.js';
 import { TEST_CACHE } from '../helpers/cli.js';
 
 /**

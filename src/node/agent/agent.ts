@@ -4,25 +4,23 @@ import { createServer as createSocketServer } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
-import type { EngineAdapter } from '../../engines/adapter.js';
-import { dllama } from '../../engines/dllama.js';
-import { llamaCpp } from '../../engines/llama-cpp.js';
-import { activeLevers } from '../../tuning/levers.js';
+import type { EngineAdapter } from '../../shared/engines/adapter.js';
+import { ENGINES } from '../../shared/engines/index.js';
+import { activeLevers } from '../../shared/tuning/levers.js';
 import { createApiFront } from '../api/api-front.js';
-import type { Announcement, EngineState } from '../cluster/announce.js';
+import type { Announcement, EngineState } from '../../shared/discovery-protocol.js';
 import { Discovery, type OwnState } from '../cluster/discovery.js';
 import { memberSetCommands, renderFirewall } from '../cluster/firewall.js';
 import { decideRole, engineWorkers, nodeBoot, workerSetKey, type Role } from '../cluster/membership.js';
 import { httpOk, isListening, startEngineUnit, stopEngineUnit, waitEngineReady } from '../engine-control.js';
-import { writeFileAtomic } from '../../atomic-write.js';
-import { NODE_ID_PATH } from '../first-boot.js';
+import { writeFileAtomic } from '../../shared/atomic-write.js';
 import { lanAddresses, nodeId, sameSubnet } from '../identity.js';
 import { readText } from '../sys.js';
-import { loadTuningState } from '../tuning-state.js';
-import { CLUSTER_SECRET, API_TOKEN, ENGINE_BIN_DIR, ENGINE_PRIVATE_PORT, RUN_DIR, SECRETS_DIR, STATE_DIR, STATUS_SOCKET, type NodeSettings } from '../settings.js';
+import { loadTuningState } from '../settings.js';
+import { API_TOKEN, CLUSTER_SECRET, CLUSTER_STATE_PATH, ENGINE_BIN_DIR, NODE_ID_PATH, RUN_DIR, SECRETS_DIR, STATE_DIR, STATUS_SOCKET } from '../../shared/node-paths.js';
+import type { NodeSettings } from '../../shared/node-settings.js';
+import { ENGINE_PRIVATE_PORT } from '../../shared/ports.js';
 import { publishClusterName } from './mdns.js';
-
-export const CLUSTER_STATE_PATH = `${STATE_DIR}/cluster.json`;
 
 /** What the agent keeps across reboots: the role it took and the root it follows or is. */
 interface PersistedState {
@@ -46,7 +44,7 @@ export interface AgentStatus {
   rejected: { badTag: number; replayed: number; malformed: number; otherCluster: number };
 }
 
-const ADAPTERS: Record<NodeSettings['engine']['name'], EngineAdapter> = { 'llama.cpp': llamaCpp, dllama };
+
 
 async function engineThreads(): Promise<number> {
   try {
@@ -97,7 +95,7 @@ export class Agent {
     private readonly settings: NodeSettings,
     private readonly log: (line: string) => void,
   ) {
-    this.adapter = ADAPTERS[settings.engine.name];
+    this.adapter = ENGINES[settings.engine.name];
   }
 
   async start(): Promise<void> {

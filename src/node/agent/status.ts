@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { STATUS_SOCKET } from '../settings.js';
+import { STATUS_SOCKET } from '../../shared/node-paths.js';
 import type { AgentStatus } from './agent.js';
 
 /** The running agent's status, asked over its unix socket. */

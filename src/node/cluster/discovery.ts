@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { lanAddresses } from '../identity.js';
-import { AnnouncementVerifier, sign, type Announcement, type Counters } from './announce.js';
+import { AnnouncementVerifier, sign, type Announcement, type Counters } from '../../shared/discovery-protocol.js';
 
 export type OwnState = Omit<Announcement, 'v' | 'boot' | 'seq' | 'addresses'>;
 

@@ -1,4 +1,4 @@
-import type { Announcement } from './announce.js';
+import type { Announcement } from '../../shared/discovery-protocol.js';
 
 export interface ElectionView {
   self: Pick<Announcement, 'node' | 'configured' | 'root' | 'canHoldModel'>;

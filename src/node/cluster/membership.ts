@@ -1,4 +1,4 @@
-import type { Announcement } from './announce.js';
+import type { Announcement } from '../../shared/discovery-protocol.js';
 import { electRoot } from './election.js';
 
 export type Role = Announcement['role'];

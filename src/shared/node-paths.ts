@@ -1,0 +1,36 @@
+/**
+ * Every path the build writes and the node reads, in one place. Absolute paths as the node
+ * sees them; `inRootfs()` gives the same path as an entry of the root filesystem's tar stream.
+ */
+
+/** What the build tells the agent (see NodeSettings). */
+export const NODE_SETTINGS_PATH = '/etc/pi-image/node.json';
+/** The resolved tuning profile (see TuningState): what doctor and apply-tuning check and apply. */
+export const TUNING_STATE_PATH = '/etc/pi-image/tuning.json';
+/** Public keys of the login user, baked in at build time. */
+export const AUTHORIZED_KEYS_PATH = '/etc/pi-image/authorized_keys';
+
+/** Where the build puts secrets on the boot partition; first boot moves them to SECRETS_DIR. */
+export const BOOT_SECRETS_DIR = '/boot/firmware/pi-image';
+export const SECRETS_DIR = '/etc/pi-image';
+export const CLUSTER_SECRET = 'cluster.secret';
+export const API_TOKEN = 'api.token';
+
+export const STATE_DIR = '/var/lib/pi-image';
+export const FIRST_BOOT_STAMP = `${STATE_DIR}/first-boot.done`;
+export const NODE_ID_PATH = `${STATE_DIR}/node-id`;
+/** The role this node took and the root it follows, kept across reboots and re-flashes. */
+export const CLUSTER_STATE_PATH = `${STATE_DIR}/cluster.json`;
+export const MODEL_DIR = `${STATE_DIR}/model`;
+
+export const RUN_DIR = '/run/pi-image';
+export const STATUS_SOCKET = `${RUN_DIR}/agent.sock`;
+/** The engine's launch line, written by the agent and read by the engine unit. */
+export const ENGINE_ENV_PATH = `${RUN_DIR}/engine.env`;
+
+export const ENGINE_BIN_DIR = '/opt/pi-image/engine/bin';
+/** The unit every engine runs in, so the tuning profile's drop-in applies to it. */
+export const ENGINE_UNIT = 'pi-image-engine.service';
+
+/** An absolute node path as a root filesystem entry (no leading slash). */
+export const inRootfs = (path: string) => path.replace(/^\/+/, '');

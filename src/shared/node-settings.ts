@@ -1,0 +1,12 @@
+/**
+ * What the build tells the node agent (NODE_SETTINGS_PATH): the cluster it belongs to, the
+ * role it was built for, its engine and model. Written by `pi-image build` from pi-image.yaml;
+ * read once at agent start.
+ */
+export interface NodeSettings {
+  cluster: { name: string; size: number; apiPort: number; discoveryPort: number };
+  role: 'auto' | 'root' | 'worker';
+  engine: { name: 'llama.cpp' | 'dllama'; binDir: string; contextLength: number };
+  model: { path: string; name: string; tokenizer?: string } | null;
+  user: { name: string };
+}

@@ -1,0 +1,86 @@
+import { linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { planNode } from '../../../../src/host/plan/node-plan.js';
+import { loadBoard } from '../../../../src/host/catalog/boards.js';
+import { resolveConfig } from '../../../../src/host/config/config.js';
+import { moveSecretOffBootPartition } from '../../../../src/node/first-boot.js';
+import { broadcastOf, sameSubnet } from '../../../../src/node/identity.js';
+import { REPO } from '../../../helpers/cli.js';
+
+const work = mkdtempSync(join(tmpdir(), 'pi-image-node-setup-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe('secret off the boot partition', () => {
+  it('copies it to /etc/pi-image with mode 0600, overwrites its bytes on the FAT, then deletes it', async () => {
+    const boot = join(work, 'boot/pi-image');
+    const etc = join(work, 'etc');
+    mkdirSync(boot, { recursive: true });
+    writeFileSync(join(boot, 'cluster.secret'), 'very-secret-value\n');
+    // A second name for the same inode shows what is left in the file's blocks after the delete.
+    linkSync(join(boot, 'cluster.secret'), join(work, 'same-blocks'));
+    const lines: string[] = [];
+    expect(await moveSecretOffBootPartition('cluster.secret', (l) => lines.push(l), boot, etc)).toBe(true);
+    expect(readFileSync(join(etc, 'cluster.secret'), 'utf8')).toBe('very-secret-value\n');
+    expect(statSync(join(etc, 'cluster.secret')).mode & 0o777).toBe(0o600);
+    expect(existsSync(boot)).toBe(false);
+    expect(readFileSync(join(work, 'same-blocks'))).toEqual(Buffer.alloc(18));
+    expect(lines.join('\n')).not.toContain('very-secret-value');
+    expect(await moveSecretOffBootPartition('cluster.secret', () => undefined, boot, etc)).toBe(false);
+  });
+});
+
+describe('node plan', () => {
+  const plan = async (config: Record<string, unknown>, board = 'qemu') => planNode(resolveConfig({ board, ...config }, {}), await loadBoard(board), work);
+  writeFileSync(join(work, 'tiny.gguf'), 'GGUF');
+  writeFileSync(join(work, 'key.pub'), readFileSync(join(REPO, 'test/fixtures/test-login-key.pub')));
+  writeFileSync(join(work, 'id_ed25519'), '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n');
+  writeFileSync(join(work, 'short.secret'), 'abc\n');
+
+  it('bakes the model into the image and tells the agent where it is', async () => {
+    const p = await plan({ model: { path: 'tiny.gguf' }, user: { ssh_keys: ['key.pub'] }, cluster: { name: 'lab', size: 3 } });
+    expect(p.settings).toMatchObject({ cluster: { name: 'lab', size: 3, apiPort: 8080 }, engine: { name: 'llama.cpp' }, model: { path: '/var/lib/pi-image/model/tiny.gguf', name: 'tiny' }, user: { name: 'pi' } });
+    expect(p.files.map((f) => f.target)).toEqual(['var/lib/pi-image/model/tiny.gguf']);
+    expect(p.authorizedKeys).toMatch(/^ssh-ed25519 /);
+    expect(p.secrets).toEqual([{ name: 'cluster.secret', source: null }]);
+  });
+
+  it('refuses a private key, a short secret, a model llama.cpp cannot load and a dllama cluster that is no power of two', async () => {
+    await expect(plan({ user: { ssh_keys: ['id_ed25519'] } })).rejects.toThrow(/PRIVATE key/);
+    await expect(plan({ cluster: { secret_file: 'short.secret' } })).rejects.toThrow(/at least 16/);
+    await expect(plan({ cluster: { secret_file: 'missing.secret' } })).rejects.toThrow(/cannot read/);
+    writeFileSync(join(work, 'model.bin'), 'x');
+    await expect(plan({ model: { path: 'model.bin' } })).rejects.toThrow(/\.gguf/);
+    await expect(plan({ cluster: { size: 3 } }, 'pi5')).rejects.toThrow(/power-of-two/);
+    await expect(plan({ engine: { name: 'dllama', dllama_dir: work }, cluster: { size: 2 } })).rejects.toThrow(/dllama is missing or not executable|dllama-api is missing/);
+  });
+});
+
+describe('bring-your-own dllama', () => {
+  it('copies the binaries, the model and its tokenizer into the image', async () => {
+    const dir = join(work, 'dllama-bin');
+    mkdirSync(dir, { recursive: true });
+    for (const name of ['dllama', 'dllama-api']) writeFileSync(join(dir, name), '#!/bin/sh\n', { mode: 0o755 });
+    writeFileSync(join(work, 'qwen3.m'), 'M');
+    writeFileSync(join(work, 'qwen3.t'), 'T');
+    const p = await planNode(resolveConfig({ board: 'pi5', engine: { dllama_dir: dir }, model: { path: 'qwen3.m', tokenizer: 'qwen3.t' }, cluster: { size: 4 } }, {}), await loadBoard('pi5'), work);
+    expect(p.settings.engine.name).toBe('dllama');
+    expect(p.settings.model).toEqual({ path: '/var/lib/pi-image/model/qwen3.m', name: 'qwen3', tokenizer: '/var/lib/pi-image/model/qwen3.t' });
+    expect(p.files.map((f) => [f.target, f.mode.toString(8)])).toEqual([
+      ['var/lib/pi-image/model/qwen3.m', '644'],
+      ['var/lib/pi-image/model/qwen3.t', '644'],
+      ['opt/pi-image/engine/bin/dllama', '755'],
+      ['opt/pi-image/engine/bin/dllama-api', '755'],
+    ]);
+  });
+});
+
+describe('addresses', () => {
+  it('finds broadcast addresses and subnets', () => {
+    expect(broadcastOf('169.254.12.34', '255.255.0.0')).toBe('169.254.255.255');
+    expect(broadcastOf('192.168.1.20', '255.255.255.0')).toBe('192.168.1.255');
+    expect(sameSubnet('169.254.1.1', '169.254.200.3', '255.255.0.0')).toBe(true);
+    expect(sameSubnet('10.0.2.15', '169.254.200.3', '255.255.255.0')).toBe(false);
+  });
+});
