@@ -3,9 +3,9 @@
 // table from the tuning profile.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { configReferenceMarkdown } from '../dist/config/reference.js';
+import { configReferenceMarkdown } from '../dist/host/config/reference.js';
 import { leversMarkdown } from '../dist/host/cli/levers-command.js';
-import { loadTuningProfile } from '../dist/tuning/profile.js';
+import { loadTuningProfile } from '../dist/host/catalog/tuning-profiles.js';
 
 const readme = join(import.meta.dirname, '..', 'README.md');
 let text = readFileSync(readme, 'utf8');

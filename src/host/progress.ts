@@ -33,73 +33,121 @@ export class JsonReporter implements Reporter {
   }
 }
 
-/** Human display: one redrawn line per stage on a terminal, plain lines otherwise. */
-export class HumanReporter implements Reporter {
-  private started = new Map<string, number>();
-  private lastPlainStep = new Map<string, number>();
-  private lineOpen = false;
+/** At most one plain progress line per stage in this time, unless it reached a new 10 % step. */
+const PLAIN_PROGRESS_INTERVAL_MS = 5000;
+
+/**
+ * One line of changing status. On a terminal it is redrawn in place (carriage return, erase
+ * line); on a file or pipe each new status is a plain line of its own, with no control codes.
+ * Every terminal control code pi-image writes comes from here.
+ */
+export class StatusLine {
+  /** On a terminal: a status is on screen, its line not ended yet. */
+  private open = false;
+  private last: string | undefined;
 
   constructor(
-    readonly verbose: boolean,
-    private readonly out: NodeJS.WriteStream = process.stderr,
+    private readonly out: NodeJS.WritableStream = process.stderr,
+    /** Redraw in place: by default when `out` is a terminal. */
+    readonly live: boolean = Boolean((out as NodeJS.WriteStream).isTTY),
   ) {}
 
-  private get live(): boolean {
-    return Boolean(this.out.isTTY) && !this.verbose;
-  }
-
-  private elapsed(stage: string): string {
-    return formatSeconds((Date.now() - (this.started.get(stage) ?? Date.now())) / 1000);
-  }
-
-  private redraw(text: string): void {
+  /** Shows a status: redrawn over the last one on a terminal, a new line elsewhere (unless it did not change). */
+  show(text: string): void {
+    if (text === this.last) return;
+    this.last = text;
     if (this.live) {
-      this.out.write(`\r\x1b[2K${text}`);
-      this.lineOpen = true;
+      // Cut to the terminal's width: a wrapped line could not be redrawn in place.
+      const width = (this.out as NodeJS.WriteStream).columns;
+      this.out.write(`\r\x1b[2K${width > 1 && text.length >= width ? text.slice(0, width - 1) : text}`);
+      this.open = true;
     } else {
-      this.println(text);
+      this.out.write(`${text}\n`);
     }
   }
 
-  private println(text: string): void {
-    if (this.lineOpen) this.out.write('\r\x1b[2K');
-    this.lineOpen = false;
+  /** A line of its own. A status on screen is kept above it, or written over with `replace`. */
+  println(text: string, replace = false): void {
+    if (this.open) this.out.write(replace ? '\r\x1b[2K' : '\n');
+    this.open = false;
+    this.last = undefined;
     this.out.write(`${text}\n`);
+  }
+
+  /** Ends the status's line on a terminal, so that whatever is written next starts on a line of its own. */
+  done(): void {
+    if (this.open) this.out.write('\n');
+    this.open = false;
+    this.last = undefined;
+  }
+}
+
+/**
+ * Human display. On a terminal: one line per stage, redrawn as it progresses. On a file or
+ * pipe (or with --verbose, where tool output is interleaved): plain lines, one when a stage
+ * starts and one when it ends, and between them a progress line only when the stage reaches
+ * a new 10 % step or a few seconds have passed since its last one.
+ */
+export class HumanReporter implements Reporter {
+  private started = new Map<string, number>();
+  /** Per stage: the 10 % step and the time of the last plain progress line. */
+  private lastPlain = new Map<string, { step?: number; at: number }>();
+  private readonly line: StatusLine;
+
+  constructor(
+    readonly verbose: boolean,
+    out: NodeJS.WriteStream = process.stderr,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.line = new StatusLine(out, Boolean(out.isTTY) && !verbose);
+  }
+
+  private elapsed(stage: string): string {
+    const now = this.now();
+    return formatSeconds((now - (this.started.get(stage) ?? now)) / 1000);
+  }
+
+  /** On a file or pipe: is this progress event worth a line of its own? */
+  private plainLineDue(stage: string, pct: number | undefined): boolean {
+    const now = this.now();
+    const last = this.lastPlain.get(stage);
+    const step = pct === undefined ? undefined : Math.floor(pct / 10);
+    const newStep = step !== undefined && step !== last?.step;
+    if (last && !newStep && now - last.at < PLAIN_PROGRESS_INTERVAL_MS) return false;
+    this.lastPlain.set(stage, { step: step ?? last?.step, at: now });
+    return true;
   }
 
   emit(event: ProgressEvent): void {
     switch (event.type) {
       case 'stage-start':
-        this.started.set(event.stage, Date.now());
-        this.redraw(`▶ ${event.stage}: ${event.title}`);
+        this.started.set(event.stage, this.now());
+        this.lastPlain.delete(event.stage);
+        this.line.show(`▶ ${event.stage}: ${event.title}`);
         break;
       case 'stage-progress': {
-        const pct = event.fraction === undefined ? undefined : Math.floor(event.fraction * 100);
-        if (!this.live) {
-          // Plain output: one line per 10 % step or per new phase, not a flood.
-          const step = pct === undefined ? -1 : Math.floor(pct / 10);
-          if (pct !== undefined && step === this.lastPlainStep.get(event.stage)) return;
-          this.lastPlainStep.set(event.stage, step);
-        }
+        // (+1e-9: 0.29 × 100 is 28.999…, which is 29 %, not 28 %)
+        const pct = event.fraction === undefined ? undefined : Math.floor(event.fraction * 100 + 1e-9);
+        if (!this.line.live && !this.plainLineDue(event.stage, pct)) return;
         const bar = pct === undefined ? '' : `${progressBar(event.fraction ?? 0)} ${String(pct).padStart(3)}% `;
-        this.redraw(`  ${event.stage}: ${bar}${event.detail ?? ''} (${this.elapsed(event.stage)})`);
+        this.line.show(`  ${event.stage}: ${bar}${event.detail ?? ''} (${this.elapsed(event.stage)})`);
         break;
       }
       case 'stage-end':
-        this.println(
-          `✔ ${event.stage}: ${event.cached ? 'cached' : 'done'} in ${formatSeconds(event.seconds)}`,
-        );
+        this.line.println(`✔ ${event.stage}: ${event.cached ? 'cached' : 'done'} in ${formatSeconds(event.seconds)}`, true);
         break;
       case 'tool-output':
-        if (this.verbose) this.println(`  │ ${event.line}`);
+        if (this.verbose) this.line.println(`  │ ${event.line}`, true);
         break;
       case 'warning':
-        this.println(`! ${event.message}`);
+        this.line.println(`! ${event.message}`, true);
         break;
       case 'result':
+        this.line.done();
         break;
       case 'error':
-        break; // printed by the CLI's error printer
+        this.line.done(); // the message is printed by the CLI's error printer, on a line of its own
+        break;
     }
   }
 }

@@ -5,6 +5,7 @@ import { clusterHostname, nodeId } from './identity.js';
 import { run } from './sys.js';
 import { API_TOKEN, AUTHORIZED_KEYS_PATH, BOOT_SECRETS_DIR, CLUSTER_SECRET, FIRST_BOOT_STAMP, NODE_ID_PATH, SECRETS_DIR, STATE_DIR } from '../shared/node-paths.js';
 import type { NodeSettings } from '../shared/node-settings.js';
+import { MIN_SECRET_CHARS, secretProblem } from '../shared/secrets.js';
 
 
 type Log = (line: string) => void;
@@ -20,30 +21,58 @@ async function must(command: string, args: string[]): Promise<string> {
 }
 
 /**
- * Moves a secret off the FAT partition: copied to /etc/pi-image (0600) first, then its bytes
- * on the FAT overwritten and synced before the file is deleted (a FAT delete alone leaves
- * the data in its clusters). A reboot at any point leaves the secret in one place at least.
+ * Moves a secret off the FAT partition: copied to /etc/pi-image (0600) and read back first,
+ * then its bytes on the FAT overwritten and synced before the file is deleted (a FAT delete
+ * alone leaves the data in its clusters). A power cut at any point leaves the secret in one
+ * place at least: a FAT copy that is not a usable secret (the zeros of a wipe whose delete
+ * was cut short) is never copied, so it cannot replace the good copy in /etc.
  */
 export async function moveSecretOffBootPartition(name: string, log: Log, bootDir = BOOT_SECRETS_DIR, secretsDir = SECRETS_DIR): Promise<boolean> {
   const source = join(bootDir, name);
+  const target = join(secretsDir, name);
   if (!(await exists(source))) return false;
   const data = await readFile(source);
+  const problem = secretProblem(data);
+  if (problem) {
+    const kept = await readFile(target).catch(() => undefined);
+    if (kept && !secretProblem(kept)) {
+      await wipeAndDelete(source, bootDir);
+      log(`${source} ${problem}: not copied; kept ${target} and deleted the boot partition copy (a power cut between its wipe and its delete leaves it so; to replace the secret, put a usable ${name} there again)`);
+      return false;
+    }
+    log(`error: ${source} ${problem}, and there is no usable ${target}: nothing copied, this node has no ${name}. Put the cluster's ${name} (the same file as its other nodes', at least ${MIN_SECRET_CHARS} characters) on the boot partition as pi-image/${name} and reboot`);
+    return false;
+  }
   await mkdir(secretsDir, { recursive: true });
-  await writeFileAtomic(join(secretsDir, name), data, 0o600);
-  const handle = await open(source, 'r+');
+  await writeFileAtomic(target, data, 0o600);
+  // The new name must be on disk before the FAT copy is wiped, or a power cut could lose both.
+  await syncDir(secretsDir);
+  const copy = await readFile(target).catch(() => undefined);
+  if (!copy?.equals(data)) throw new Error(`${target} does not read back as ${source} was; left ${source} in place`);
+  await wipeAndDelete(source, bootDir);
+  log(`moved ${name} from the boot partition to ${secretsDir} (mode 0600) and wiped it there`);
+  return true;
+}
+
+/** Overwrites a file with zeros, syncs, deletes it, then removes its folder once empty. */
+async function wipeAndDelete(path: string, dir: string): Promise<void> {
+  const handle = await open(path, 'r+');
   try {
-    await handle.write(Buffer.alloc(data.length), 0, data.length, 0);
+    const { size } = await handle.stat();
+    await handle.write(Buffer.alloc(size), 0, size, 0);
     await handle.sync();
   } finally {
     await handle.close();
   }
-  await unlink(source);
-  const dir = await open(bootDir, 'r');
-  await dir.sync().catch(() => undefined);
+  await unlink(path);
+  await syncDir(dir);
+  await rmdir(dir).catch(() => undefined); // only when empty
+}
+
+async function syncDir(path: string): Promise<void> {
+  const dir = await open(path, 'r');
+  await dir.sync().catch(() => undefined); // not every file system syncs a folder
   await dir.close();
-  await rmdir(bootDir).catch(() => undefined); // only when empty
-  log(`moved ${name} from the boot partition to ${secretsDir} (mode 0600) and wiped it there`);
-  return true;
 }
 
 async function setHostname(name: string, log: Log): Promise<void> {
@@ -96,6 +125,6 @@ export async function firstBoot(settings: NodeSettings, log: Log): Promise<void>
   log(`node id ${id} (from the ${from})`);
   await setHostname(clusterHostname(settings.cluster.name, id), log);
   await setUpLoginUser(settings.user.name, log);
-  if (!(await exists(join(SECRETS_DIR, CLUSTER_SECRET)))) log(`warning: no cluster secret (${join(BOOT_SECRETS_DIR, CLUSTER_SECRET)} was not on the boot partition): this node cannot join a cluster`);
+  if (!(await exists(join(SECRETS_DIR, CLUSTER_SECRET)))) log(`warning: no cluster secret (${join(BOOT_SECRETS_DIR, CLUSTER_SECRET)} was missing or unusable): this node cannot join a cluster`);
   await writeFileAtomic(FIRST_BOOT_STAMP, `${new Date().toISOString()}\n`);
 }

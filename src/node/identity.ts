@@ -17,7 +17,7 @@ export async function nodeId(root = ''): Promise<{ id: string; from: 'board seri
 
 const digest = (text: string) => createHash('sha256').update(`pi-image-node\0${text}`).digest('hex').slice(0, 16);
 
-export const shortId = (id: string) => id.slice(0, 6);
+const shortId = (id: string) => id.slice(0, 6);
 
 export const clusterHostname = (cluster: string, id: string) => `${cluster}-${shortId(id)}`;
 

@@ -1,5 +1,5 @@
 // pi-node: the on-device agent. Bundled into one file (dist/node/pi-node.cjs) for the image.
-import { applyCpuTuning, applyNicTuning } from './apply-tuning.js';
+import { applyTuning } from './apply-tuning.js';
 import { formatDoctor, runDoctor } from './doctor.js';
 import { loadNodeSettings, loadTuningState } from './settings.js';
 import { physicalNics } from './nic.js';
@@ -38,9 +38,9 @@ async function main(argv: string[]): Promise<number> {
       const state = await loadTuningState();
       const nicAt = args.indexOf('--nic');
       const nic = nicAt >= 0 ? args[nicAt + 1] : undefined;
-      if (nic === 'all') for (const each of await physicalNics()) await applyNicTuning(state, each, log);
-      else if (nic) await applyNicTuning(state, nic, log);
-      else if (args.includes('--cpu')) await applyCpuTuning(state, log);
+      if (nic === 'all') for (const each of await physicalNics()) await applyTuning(state, { nic: each }, log);
+      else if (nic) await applyTuning(state, { nic }, log);
+      else if (args.includes('--cpu')) await applyTuning(state, { cpu: true }, log);
       else {
         process.stderr.write(USAGE);
         return 2;
@@ -53,7 +53,10 @@ async function main(argv: string[]): Promise<number> {
     case 'agent': {
       const agent = new Agent(await loadNodeSettings(), log);
       await agent.start();
-      return new Promise<number>(() => undefined); // serves until systemd stops it
+      // Serves until systemd stops it; on the way out it tells its peers, which close their engine ports to it.
+      // The API front and the sockets keep the event loop alive: leave explicitly.
+      process.once('SIGTERM', () => void agent.stop().finally(() => process.exit(0)));
+      return new Promise<number>(() => undefined);
     }
     case 'status': {
       const status = await fetchStatus();

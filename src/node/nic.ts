@@ -1,8 +1,7 @@
 import { basename, join } from 'node:path';
 import { realpath } from 'node:fs/promises';
+import { SYS_CLASS_NET as NET } from '../shared/tuning/system.js';
 import { listDir, readText } from './sys.js';
-
-const NET = '/sys/class/net';
 
 /** Physical Ethernet interfaces: backed by a device, ARP type 1 (bridges, veth and tunnels have no device link). */
 export async function physicalNics(): Promise<string[]> {
@@ -63,23 +62,3 @@ async function interruptNames(): Promise<Map<number, string>> {
 export async function rxQueues(nic: string): Promise<string[]> {
   return (await listDir(join(NET, nic, 'queues'))).filter((q) => q.startsWith('rx-')).map((q) => join(NET, nic, 'queues', q));
 }
-
-export interface RingSizes {
-  max: number;
-  current: number;
-}
-
-/** Parses `ethtool -g`: the RX line under "Pre-set maximums" and under "Current hardware settings". */
-export function parseRingSizes(text: string): RingSizes | undefined {
-  const max = /Pre-set maximums:[\s\S]*?^RX:\s*(\d+)/m.exec(text)?.[1];
-  const current = /Current hardware settings:[\s\S]*?^RX:\s*(\d+)/m.exec(text)?.[1];
-  if (max === undefined || current === undefined) return undefined;
-  return { max: Number(max), current: Number(current) };
-}
-
-/** Parses `ethtool -k` for one feature: "on", "off" (a trailing "[fixed]" is ignored). */
-export function parseFeature(text: string, feature: string): string | undefined {
-  return new RegExp(`^${feature}:\\s*(on|off)`, 'm').exec(text)?.[1];
-}
-
-export const nicPath = (nic: string, file: string) => join(NET, nic, file);

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
+import type { CommandResult } from '../shared/tuning/system.js';
 
 /** A file's text without surrounding white space, or undefined when it cannot be read. */
 export async function readText(path: string): Promise<string | undefined> {
@@ -27,41 +28,22 @@ export async function writeText(path: string, value: string): Promise<string | u
   }
 }
 
-export interface CommandResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  /** The command is not installed. */
-  missing: boolean;
+export interface RunOptions {
+  /** Written to the command's standard input, which is then closed (e.g. rules for `nft -f -`). */
+  input?: string;
 }
 
-export function run(command: string, args: string[]): Promise<CommandResult> {
+/** Runs a command to its end; never rejects: a failure is in the result's code (and `missing`). */
+export function run(command: string, args: string[], opts: RunOptions = {}): Promise<CommandResult> {
   return new Promise((resolve) => {
-    execFile(command, args, { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C', SYSTEMD_PAGER: '' } }, (error, stdout, stderr) => {
+    const child = execFile(command, args, { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C', SYSTEMD_PAGER: '' } }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
       resolve({ code, stdout, stderr, missing: (error as NodeJS.ErrnoException | null)?.code === 'ENOENT' });
     });
+    if (opts.input !== undefined) {
+      // A command that exits (or is missing) before reading it all breaks the pipe: its result says why.
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(opts.input);
+    }
   });
-}
-
-/** "0-2,5" → [0, 1, 2, 5] */
-export function parseCpuList(list: string): number[] {
-  const cpus: number[] = [];
-  for (const part of list.split(',').map((p) => p.trim()).filter(Boolean)) {
-    const [a, b] = part.split('-').map(Number);
-    if (a === undefined || Number.isNaN(a)) continue;
-    for (let c = a; c <= (b ?? a); c++) cpus.push(c);
-  }
-  return cpus;
-}
-
-/** [3] → "8": the hex mask sysfs uses for rps_cpus. */
-export function cpuMask(cpus: number[]): string {
-  return cpus.reduce((mask, c) => mask | (1n << BigInt(c)), 0n).toString(16);
-}
-
-/** "00000000,00000008" → 8n */
-export function parseMask(text: string): bigint {
-  const hex = text.replace(/[,\s]/g, '');
-  return hex ? BigInt(`0x${hex}`) : 0n;
 }

@@ -4,7 +4,7 @@
  * read once at agent start.
  */
 export interface NodeSettings {
-  cluster: { name: string; size: number; apiPort: number; discoveryPort: number };
+  cluster: { name: string; size: number; apiPort: number; discoveryPort: number; failoverGraceSeconds: number; corsOrigins: string[] };
   role: 'auto' | 'root' | 'worker';
   engine: { name: 'llama.cpp' | 'dllama'; binDir: string; contextLength: number };
   model: { path: string; name: string; tokenizer?: string } | null;

@@ -41,6 +41,18 @@ describe('pi-image commands', () => {
     expect(existsSync(join(work, 'never.sig'))).toBe(false);
   });
 
+  it('eeprom set refuses values the bootloader does not take, naming each, and writes nothing', async () => {
+    const image = join(work, 'pieeprom-for-bad-values.bin');
+    writeFileSync(image, synthesizeEeprom());
+    const out = join(work, 'bad.upd');
+    const run = await runCli(['eeprom', 'set', image, out, 'BOOT_ORDER=banana', 'SDRAM_BANKLOW=7']);
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr).toContain('BOOT_ORDER=banana: a hex number');
+    expect(run.stderr).toContain('SDRAM_BANKLOW=7: one of 0, 1, 2, 3, 4');
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(join(work, 'bad.sig'))).toBe(false);
+  });
+
   it('bootconfig prints the composed config.txt and cmdline.txt', async () => {
     const run = await runCli(['bootconfig', '--board', 'pi5', '--storage', 'nvme']);
     expect(run.exitCode).toBe(0);
@@ -76,6 +88,53 @@ describe('pi-image commands', () => {
       expect(run.exitCode, `${flag} ${value}`).toBe(1);
       expect(run.stderr).toContain(`error: ${flag} must be a whole number`);
       expect(run.stderr).toContain(`not "${value}"`);
+    }
+  });
+
+  it('exits 2 for a usage mistake, 0 for help and version, and explains a bad path instead of calling it a bug', async () => {
+    for (const args of [['build', '--bogus'], ['nosuch'], ['eeprom'], ['eeprom', 'set', 'only-one-argument']]) {
+      const run = await runCli(args);
+      expect(run.exitCode, args.join(' ')).toBe(2);
+    }
+    for (const args of [['--help'], ['--version'], ['build', '--help']]) expect((await runCli(args)).exitCode, args.join(' ')).toBe(0);
+    const run = await runCli(['tiny-model', '/nonexistent/folder/x.gguf']);
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr).toContain('error: /nonexistent/folder/x.gguf: no such file or folder (ENOENT)');
+    expect(run.stderr).not.toMatch(/bug|    at /);
+  });
+
+  it('every read-only command answers --json with parseable JSON', async () => {
+    const image = join(work, 'pieeprom-json.bin');
+    writeFileSync(image, synthesizeEeprom());
+    const levers = JSON.parse((await runCli(['levers', '--json'])).stdout) as { levers: { id: string }[] };
+    expect(levers.levers.map((l) => l.id)).toContain('sdram_banklow');
+    const boot = JSON.parse((await runCli(['bootconfig', '--board', 'pi5', '--json'])).stdout) as { configTxt: string; cmdline: string };
+    expect(boot.configTxt).toContain('[pi5]');
+    expect(boot.cmdline).toContain('root=PARTUUID=');
+    const eeprom = JSON.parse((await runCli(['eeprom', 'show', image, '--json'])).stdout) as { sections: unknown[]; settings: Record<string, string> };
+    expect(eeprom.sections.length).toBeGreaterThan(0);
+    expect(Object.keys(eeprom.settings).length).toBeGreaterThan(0);
+    const model = JSON.parse((await runCli(['tiny-model', join(work, 'm.gguf'), '--json'])).stdout) as { model: string; answer: string };
+    expect(model).toMatchObject({ model: 'demo', answer: 'Hello from the pi-image cluster.' });
+  });
+
+  it('build --print-plan fails exactly when build would, with the same message: a missing base image, dllama without binaries, a text file named .gguf', async () => {
+    writeFileSync(join(work, 'fake.gguf'), 'not a model\n');
+    writeFileSync(join(work, 'missing-base.yaml'), `board: pi5\nbase:\n  image: ./nowhere.img.xz\n  sha256: "${'a'.repeat(64)}"\n`);
+    const cases: [string[], RegExp][] = [
+      [['--config', join(work, 'missing-base.yaml')], /base.image: .*nowhere.img.xz does not exist/],
+      [['--board', 'pi5', '--engine', 'dllama', '--cluster-size', '2'], /engine.dllama_dir must name a folder/],
+      [['--board', 'qemu', '--model', join(work, 'fake.gguf')], /fake.gguf: it is not a GGUF file/],
+    ];
+    for (const [args, message] of cases) {
+      const plan = await runCli(['build', ...args, '--print-plan']);
+      const build = await runCli(['build', ...args, '--out', join(work, 'never-built')]);
+      expect(plan.exitCode, args.join(' ')).toBe(1);
+      expect(build.exitCode, args.join(' ')).toBe(1);
+      const errorLine = (run: { stderr: string }) => run.stderr.split('\n').find((l) => l.startsWith('error:'));
+      expect(errorLine(plan)).toMatch(message);
+      expect(errorLine(build)).toBe(errorLine(plan));
+      expect(existsSync(join(work, 'never-built'))).toBe(false);
     }
   });
 

@@ -8,17 +8,18 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type EmulatedCluster } from '../../src/host/emulate/cluster.js';
 import { readPartitionTable } from '../../src/host/disk/partition-table.js';
-import { tinyGguf } from '../../src/host/model/tiny-gguf.js';
+import { DEMO_SENTENCE, demoGguf } from '../../src/host/model/demo-gguf.js';
 import { silentReporter } from '../../src/host/progress.js';
 import type { QemuVm } from '../../src/host/emulate/qemu-vm.js';
-import type { AgentStatus } from '../../src/node/agent/agent.js';
+import type { AgentStatus } from '../../src/node/agent/status.js';
 import { QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE } from '../helpers/cli.js';
 import { MALFORMED_REQUESTS } from '../helpers/malformed-requests.js';
 
 /**
- * #4's acceptance: one --role auto image on three emulated nodes assembles into a cluster by
- * itself and serves the tiny model with the real llama.cpp over the ggml RPC backend; a
- * fourth node built with another secret is never admitted.
+ * One --role auto image on three emulated nodes assembles into a cluster by
+ * itself and serves the tiny demo model with the real llama.cpp over the ggml RPC backend (its
+ * answer: DEMO_SENTENCE, as on a single node); a fourth node built with another secret is
+ * never admitted.
  */
 const work = mkdtempSync(join(tmpdir(), 'pi-image-cluster-it-'));
 const SECRET = readFileSync(join(REPO, 'test/fixtures/cluster.secret'), 'utf8').trim();
@@ -54,14 +55,14 @@ describe('cluster of three emulated nodes', () => {
     }
   }
 
-  /** Waits until one of `candidates` answers /healthz as a ready root with both workers (and `also` holds); returns it. */
-  async function waitServing(candidates: number[], timeoutMs: number, also: (workers: { node: string; boot: string }[]) => boolean = () => true): Promise<number> {
+  /** Waits until one of `candidates` answers /healthz as a ready root with `count` workers (and `also` holds); returns it. */
+  async function waitServing(candidates: number[], timeoutMs: number, also: (workers: { node: string; boot: string }[]) => boolean = () => true, count = 2): Promise<number> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       for (const i of candidates) {
         const h = await healthz(i);
         const ready = h?.workers as { node: string; boot: string }[] | undefined;
-        if (h?.ready === true && ready?.length === 2 && also(ready)) return i;
+        if (h?.ready === true && ready?.length === count && also(ready)) return i;
       }
       await sleep(3000);
     }
@@ -74,19 +75,30 @@ describe('cluster of three emulated nodes', () => {
     return { status: res.status, json: (await res.json()) as { choices: { message: { content: string }; finish_reason: string }[] } };
   }
 
-  /** Greedy token ids from a llama-server inside node i (the image has no curl: the test layer's helper). */
-  async function tokenIds(i: number, port: number): Promise<number[]> {
-    const body = JSON.stringify({ prompt: PROMPT, n_predict: 24, temperature: 0, ignore_eos: true, return_tokens: true, cache_prompt: false });
-    const out = await vm(i).check(`pi-image-test-http POST http://127.0.0.1:${port}/completion '${body}'`, 10 * 60_000);
+  /** One request to a llama-server inside node i (the image has no curl: the test layer's helper). */
+  async function engine<T>(i: number, port: number, path: string, body: Record<string, unknown>): Promise<T> {
+    const out = await vm(i).check(`pi-image-test-http POST http://127.0.0.1:${port}${path} '${JSON.stringify(body)}'`, 10 * 60_000);
     const [code, json] = [out.split('\n')[0], out.split('\n').slice(1).join('\n')];
     expect(code).toBe('200');
-    return (JSON.parse(json) as { tokens: number[] }).tokens;
+    return JSON.parse(json) as T;
+  }
+
+  /**
+   * Greedy token ids (EOS ignored) with each one's 5 likeliest tokens and log-probabilities,
+   * and the greedy chat answer, from a llama-server inside node i. The demo model's sentence
+   * does not depend on the layers' small work; the runner-up tokens and the log-probabilities do.
+   */
+  async function generate(i: number, port: number): Promise<{ tokens: number[]; logprobs: [number, number][]; answer: string }> {
+    const c = await engine<{ tokens: number[]; completion_probabilities: { top_logprobs: { id: number; logprob: number }[] }[] }>(i, port, '/completion', { prompt: PROMPT, n_predict: 24, temperature: 0, ignore_eos: true, return_tokens: true, cache_prompt: false, n_probs: 5 });
+    const chat = await engine<{ choices: { message: { content: string }; finish_reason: string }[] }>(i, port, '/v1/chat/completions', { messages: [{ role: 'user', content: PROMPT }], max_tokens: 32, temperature: 0 });
+    expect(chat.choices[0]?.finish_reason).toBe('stop');
+    return { tokens: c.tokens, logprobs: c.completion_probabilities.flatMap((p) => p.top_logprobs.map((t) => [t.id, t.logprob] as [number, number])), answer: chat.choices[0]?.message.content ?? '' };
   }
 
   beforeAll(async () => {
     const model = join(work, 'tiny.gguf');
-    writeFileSync(model, tinyGguf());
-    const common = ['build', '--board', 'qemu', ...QEMU_TEST_FLAGS, '--layer', join(REPO, 'test/fixtures/layers/serial-console'), '--cluster', 'test', '--cluster-size', '3', '--model', model, '--context-length', '256', '--ssh-key', join(REPO, 'test/fixtures/test-login-key.pub')];
+    writeFileSync(model, demoGguf());
+    const common = ['build', '--board', 'qemu', ...QEMU_TEST_FLAGS, '--layer', join(REPO, 'test/fixtures/layers/serial-console'), '--cluster', 'test', '--cluster-size', '3', '--failover-grace', '3600', '--model', model, '--context-length', '256', '--ssh-key', join(REPO, 'test/fixtures/test-login-key.pub')];
     const env = { PI_IMAGE_CACHE: TEST_CACHE };
     for (const [args, what] of [
       [[...common, '--out', join(work, 'out')], 'cluster image'],
@@ -139,18 +151,32 @@ describe('cluster of three emulated nodes', () => {
     expect(conns.split('\n').filter(Boolean).sort()).toEqual(peers);
     const line = (await status(rootIndex)).engine.command ?? '';
     expect(line).toMatch(/llama-server .*--rpc \S+:50052,\S+:50052 -ngl 99/);
+    // The RPC servers (no authentication of their own) listen on the LAN address only, not on 0.0.0.0.
+    const rootView = await status(rootIndex);
+    for (const i of workers()) {
+      const listening = await vm(i).check("ss -Hltn '( sport = :50052 )' | awk '{print $4}'");
+      const node = (await status(i)).node;
+      expect(listening).toBe(`${rootView.peers.find((p) => p.node === node)?.addresses[0]}:50052`);
+    }
   }, 5 * 60_000);
 
   it('generates the same token ids as a single-node run of the same model', async () => {
-    const distributed = await tokenIds(rootIndex, 8081);
+    const distributed = await generate(rootIndex, 8081);
     const root = vm(rootIndex);
     await root.check('llama-server -m /var/lib/pi-image/model/tiny.gguf --host 127.0.0.1 --port 8099 -t 1 -c 256 > /tmp/single.log 2>&1 &');
     await root.check('(for i in $(seq 120); do pi-image-test-http GET http://127.0.0.1:8099/health | head -1 | grep -q 200 && exit 0; sleep 2; done; cat /tmp/single.log; exit 1)', 5 * 60_000);
-    const single = await tokenIds(rootIndex, 8099);
+    const single = await generate(rootIndex, 8099);
     await root.check('kill %1; wait');
     const sha = (ids: number[]) => createHash('sha256').update(JSON.stringify(ids)).digest('hex');
-    expect(distributed).toHaveLength(24);
-    expect(sha(distributed)).toBe(sha(single));
+    expect(distributed.tokens).toHaveLength(24);
+    expect(sha(distributed.tokens)).toBe(sha(single.tokens));
+    expect(distributed.logprobs.map(([id]) => id)).toEqual(single.logprobs.map(([id]) => id));
+    distributed.logprobs.forEach(([, lp], k) => expect(lp).toBeCloseTo(single.logprobs[k]?.[1] as number, 3));
+    expect(distributed.answer).toBe(DEMO_SENTENCE);
+    expect(single.answer).toBe(DEMO_SENTENCE);
+    // And through the root's API, as a user asks.
+    const viaApi = await chat(rootIndex, { messages: [{ role: 'user', content: 'Hello, cluster' }], max_tokens: 32, temperature: 0 });
+    expect(viaApi.json.choices[0]).toMatchObject({ message: { content: DEMO_SENTENCE }, finish_reason: 'stop' });
   }, 15 * 60_000);
 
   it('serves the official openai client, streamed and not, with finish_reason set', async () => {
@@ -171,7 +197,7 @@ describe('cluster of three emulated nodes', () => {
   }, 10 * 60_000);
 
   it('answers 20 malformed requests with 4xx, then still serves a good one', async () => {
-    for (const [body, headers] of MALFORMED_REQUESTS) {
+    for (const { body, headers } of MALFORMED_REQUESTS) {
       const res = await fetch(`${api(rootIndex)}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
       expect(res.status, body.slice(0, 60)).toBeGreaterThanOrEqual(400);
       expect(res.status, body.slice(0, 60)).toBeLessThan(500);
@@ -233,6 +259,37 @@ describe('cluster of three emulated nodes', () => {
     expect(idle).toBeLessThan(1);
   }, 10 * 60_000);
 
+  it('keeps the workers connected across an agent restart on the root; a worker whose ruleset was flushed closes its engine port again at the next membership change', async () => {
+    const rpcConnections = () => vm(rootIndex).check("ss -Htn state established '( dport = :50052 )' | awk '{print $4, $5}' | sort");
+    const enginePid = () => vm(rootIndex).check('systemctl show -p MainPID --value pi-image-engine');
+    const [connsBefore, pidBefore] = [await rpcConnections(), await enginePid()];
+    expect(connsBefore.split('\n')).toHaveLength(2);
+
+    // A stranger on the LAN: the test's own address on the bridge, in the link-local range the nodes use.
+    const inLan = (...cmd: string[]) => execa('ip', ['netns', 'exec', cluster.lan.namespace, ...cmd], { reject: false });
+    await inLan('ip', 'addr', 'add', '169.254.250.250/16', 'dev', 'br0');
+    const w = workers()[1] as number;
+    const workerNode = (await status(w)).node;
+    const workerAddress = (await status(rootIndex)).peers.find((p) => p.node === workerNode)?.addresses[0] as string;
+    const strangerCanOpen = async () => (await inLan('timeout', '10', 'bash', '-c', `exec 3<>/dev/tcp/${workerAddress}/50052`)).exitCode === 0;
+    expect(await strangerCanOpen()).toBe(false);
+
+    // The worker loses its ruleset (someone runs nft flush ruleset, or Debian's nftables.service starts).
+    await vm(w).check('nft flush ruleset');
+    expect(await strangerCanOpen()).toBe(true); // the port is open now: the check below can fail
+
+    // One membership change on every node: the root's agent restarts (it says it leaves, then comes back).
+    await vm(rootIndex).check('systemctl restart pi-image-agent');
+    expect(await waitServing([rootIndex], 5 * 60_000)).toBe(rootIndex);
+    expect(await enginePid()).toBe(pidBefore);
+    expect(await rpcConnections()).toBe(connsBefore);
+    expect((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
+    const deadline = Date.now() + 2 * 60_000;
+    while ((await strangerCanOpen()) && Date.now() < deadline) await sleep(3000);
+    expect(await strangerCanOpen()).toBe(false);
+    expect(await vm(w).check('journalctl -u pi-image-agent -o cat | grep -c "loading the whole table again"')).not.toBe('0');
+  }, 15 * 60_000);
+
   it('serves again after a worker reboots, with no manual step', async () => {
     const w = workers()[0] as number;
     const before = (await status(rootIndex)).engine.command;
@@ -291,6 +348,41 @@ describe('cluster of three emulated nodes', () => {
     for (const i of workers()) expect(await status(i)).toMatchObject({ role: 'worker', root: rootId });
     expect((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
   }, 35 * 60_000);
+
+  it('survives the loss of its root: a worker takes over after the grace period, the old root comes back as a worker', async () => {
+    // The image waits long for a missing root (the reboot and re-flash tests above need it); here the workers wait 60 s.
+    const grace = 60;
+    const oldBoots = ((await healthz(rootIndex))?.workers as { boot: string }[]).map((w) => w.boot);
+    for (const i of workers()) {
+      await vm(i).check(`node -e "const fs=require('fs'),f='/etc/pi-image/node.json',s=JSON.parse(fs.readFileSync(f));s.cluster.failoverGraceSeconds=${grace};fs.writeFileSync(f,JSON.stringify(s))" && systemctl restart pi-image-agent`);
+    }
+    // Serving again with the workers' new agents (new boot ids), not still with the old ones.
+    expect(await waitServing([rootIndex], 15 * 60_000, (ws) => ws.every((w) => !oldBoots.includes(w.boot)))).toBe(rootIndex);
+    const remaining = workers();
+    const ids = await Promise.all(remaining.map(async (i) => (await status(i)).node));
+    const expected = remaining[ids.indexOf([...ids].sort()[0] as string)] as number;
+
+    const cut = Date.now();
+    await vm(rootIndex).kill(); // the power cut: no goodbye, only the kernel's keepalive notices
+    const newRoot = await waitServing(remaining, 20 * 60_000, () => true, 1);
+    const took = (Date.now() - cut) / 1000;
+    figures.push(`root power cut to serving again on a new root: ${took.toFixed(0)} s (keepalive ~25 s + grace ${grace} s + engine restarts, emulated)`);
+    expect(newRoot).toBe(expected);
+    expect((await chat(newRoot, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
+    const newRootId = (await status(newRoot)).node;
+    expect(took).toBeGreaterThan(grace);
+
+    const oldRoot = rootIndex;
+    const mark = vm(oldRoot).consoleLog.length;
+    cluster.startNode(oldRoot);
+    await loggedIn(oldRoot, mark);
+    expect(await waitServing([newRoot], 20 * 60_000, (ws) => ws.some((w) => w.node === rootId))).toBe(newRoot);
+    const all = await Promise.all([0, 1, 2].map(status));
+    expect(all.filter((s) => s.role === 'root').map((s) => s.node)).toEqual([newRootId]);
+    expect(all[oldRoot]).toMatchObject({ role: 'worker', root: newRootId });
+    rootIndex = newRoot;
+    rootId = newRootId;
+  }, 60 * 60_000);
 
   it('leaves no trace of the secret on any boot partition, and keeps the LAN off the host', async () => {
     await Promise.all([0, 1, 2, INTRUDER].map((i) => vm(i).shutdown(3 * 60_000)));

@@ -10,11 +10,11 @@ import { bootImage } from '../helpers/boot.js';
 import { parseBootconf, parseSections, readEepromFile } from '../../src/host/firmware/eeprom.js';
 import { QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 import { synthesizeEeprom } from '../helpers/eeprom-image.js';
+import { sha256OfFile } from '../../src/host/tools/download.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-base-'));
 const env = { PI_IMAGE_CACHE: TEST_CACHE };
 const fixtureLayer = join(REPO, 'test/fixtures/layers/serial-console');
-const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 function expectOk(run: CliRun): void {
   if (run.exitCode !== 0) throw new Error(`build failed (${run.exitCode}):\n${run.stderr}\n${run.stdout.slice(-4000)}`);
@@ -51,7 +51,7 @@ describe('an existing Raspberry Pi OS layout image as the base', () => {
       [
         'board: pi5',
         'hostname: pi-test',
-        `base: { image: ${baseImage}, sha256: ${sha256(baseImage)} }`,
+        `base: { image: ${baseImage}, sha256: ${await sha256OfFile(baseImage)} }`,
         'packages: [jq]',
         `layers: [${fixtureLayer}]`,
         'storage: nvme',

@@ -11,7 +11,7 @@ import { REPO } from '../helpers/cli.js';
  * off the node and keep the shared part free of either side.
  */
 const SRC = join(REPO, 'src');
-const HOST_ONLY_PACKAGES = ['ajv', 'commander', 'execa', 'handlebars', 'picomatch', 'tar-stream', 'yaml'];
+const HOST_ONLY_PACKAGES = ['@inquirer/prompts', 'ajv', 'commander', 'execa', 'handlebars', 'node-addon-api', 'picomatch', 'tar-stream', 'yaml'];
 const NODE_PACKAGES = ['multicast-dns'];
 
 function sources(dir: string): string[] {

@@ -1,10 +1,10 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { ConfigError, ProfileError } from '../errors.js';
-import { validateAgainst } from '../config/validate.js';
 import { IMAGE_DIR } from '../paths.js';
+import { readCatalogFile } from './catalog-file.js';
 import type { ResolvedLever, TuningProfile } from '../../shared/tuning/levers.js';
+import { resolveApply } from '../../shared/tuning/kinds/index.js';
 
 export type { LeverApply, LeverDefinition, ResolvedLever, TuningProfile } from '../../shared/tuning/levers.js';
 export { activeLevers } from '../../shared/tuning/levers.js';
@@ -12,17 +12,16 @@ export { activeLevers } from '../../shared/tuning/levers.js';
 /** What pi-image.yaml may say per lever: false switches it off, a value replaces the default. */
 export type TuningOverrides = Record<string, boolean | string | number>;
 
+const TUNING_DIR = join(IMAGE_DIR, 'tuning');
+
 export async function listTuningProfiles(): Promise<string[]> {
-  return (await readdir(join(IMAGE_DIR, 'tuning'))).filter((n) => n.endsWith('.yaml')).map((n) => n.slice(0, -5)).sort();
+  return (await readdir(TUNING_DIR)).filter((n) => n.endsWith('.yaml')).map((n) => n.slice(0, -5)).sort();
 }
 
 export async function loadTuningProfile(name: string): Promise<TuningProfile> {
   const names = await listTuningProfiles();
   if (!names.includes(name)) throw new ConfigError(`unknown tuning profile "${name}"; available: ${names.join(', ')}`);
-  const data: unknown = parseYaml(await readFile(join(IMAGE_DIR, 'tuning', `${name}.yaml`), 'utf8'));
-  const problems = validateAgainst('tuning', data);
-  if (problems.length) throw new ProfileError(`tuning profile ${name} is invalid:\n  - ${problems.join('\n  - ')}`);
-  const profile = data as TuningProfile;
+  const profile = (await readCatalogFile('tuning', join(TUNING_DIR, `${name}.yaml`), `tuning profile ${name}`)) as TuningProfile;
   const ids = profile.levers.map((l) => l.id);
   const dup = ids.find((id, i) => ids.indexOf(id) !== i);
   if (dup) throw new ProfileError(`tuning profile ${name}: lever "${dup}" is defined twice`);
@@ -60,7 +59,7 @@ export function resolveLevers(profile: TuningProfile, board: string, overrides: 
       enabled: override !== false,
       onBoard: lever.boards.includes(board),
       value,
-      apply: substitute(lever.apply, value),
+      apply: resolveApply(substitute(lever.apply, value)),
     };
   });
   if (problems.length) throw new ConfigError(`invalid tuning settings:\n  - ${problems.join('\n  - ')}`, '`pi-image levers` lists every lever and its default');

@@ -6,7 +6,8 @@ export function doctorCommand(): Command {
     .description('Check this machine for what building and testing images needs')
     .option('--host', 'check the build host (the only check so far; the node checks itself with pi-node doctor)')
     .option('--json', 'print the checks as JSON')
-    .action(async (options: { json?: boolean }) => {
+    .action(async (options: { host?: boolean; json?: boolean }, command: Command) => {
+      if (!options.host) command.error('error: say what to check: --host (the build host; a node checks itself with `pi-node doctor`)');
       const checks = await checkHost();
       if (options.json) {
         process.stdout.write(`${JSON.stringify(checks, null, 2)}\n`);

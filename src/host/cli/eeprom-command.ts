@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../../shared/atomic-write.js';
 import { Command } from 'commander';
 import { PiImageError } from '../errors.js';
-import { CONFIG_FILE, eepromSignature, parseSections, readEepromFile, replaceEepromFile, setBootconfKeys } from '../firmware/eeprom.js';
+import { checkBootconf, CONFIG_FILE, eepromSignature, parseBootconf, parseSections, readEepromFile, replaceEepromFile, setBootconfKeys } from '../firmware/eeprom.js';
 import { silentReporter } from '../progress.js';
 import { reportError } from './report-error.js';
 
@@ -22,12 +22,11 @@ async function writeAtomically(path: string, data: string | Uint8Array): Promise
   }
 }
 
-export function signaturePath(imagePath: string): string {
+function signaturePath(imagePath: string): string {
   return `${imagePath.replace(/\.(upd|bin)$/, '')}.sig`;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- commander passes untyped arguments
-function withErrors<A extends any[]>(action: (...args: A) => Promise<void>) {
+function withErrors<A extends unknown[]>(action: (...args: A) => Promise<void>) {
   return async (...args: A) => {
     try {
       await action(...args);
@@ -44,9 +43,16 @@ export function eepromCommand(): Command {
     .command('show')
     .description('print the sections of a bootloader image and its bootconf.txt')
     .argument('<pieeprom.bin>', 'a 2 MiB Pi 5 bootloader image')
+    .option('--json', 'sections and settings as JSON')
     .action(
-      withErrors(async (path: string) => {
+      withErrors(async (path: string, options: { json?: boolean }) => {
         const image = await readImage(path);
+        if (options.json) {
+          const bootconf = readEepromFile(image).toString('utf8');
+          const sections = parseSections(image).map((s) => ({ offset: s.offset, kind: s.kind, magic: s.magic, length: s.length, ...(s.name ? { name: s.name } : {}) }));
+          process.stdout.write(`${JSON.stringify({ sections, bootconf, settings: parseBootconf(bootconf) })}\n`);
+          return;
+        }
         for (const s of parseSections(image)) {
           process.stdout.write(`0x${s.offset.toString(16).padStart(6, '0')}  ${s.kind.padEnd(8)}  magic 0x${s.magic.toString(16)}  length ${s.length}${s.name ? `  ${s.name}` : ''}\n`);
         }
@@ -68,6 +74,7 @@ export function eepromCommand(): Command {
           if (eq <= 0) throw new PiImageError(`"${pair}" is not KEY=VALUE`, 'e.g. BOOT_ORDER=0xf416');
           settings[pair.slice(0, eq)] = pair.slice(eq + 1);
         }
+        checkBootconf(settings);
         const image = await readImage(input);
         const config = setBootconfKeys(readEepromFile(image).toString('utf8'), settings);
         const updated = replaceEepromFile(image, Buffer.from(config));

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { BOOT_MILESTONES, NODE_API_PORT, startCluster } from '../emulate/cluster.js';
-import { silentReporter } from '../progress.js';
+import { silentReporter, StatusLine } from '../progress.js';
 import { reportError } from './report-error.js';
 import { PiImageError } from '../errors.js';
 
@@ -30,7 +30,9 @@ async function askOnce(url: string, prompt: string): Promise<string> {
   });
   const body = (await res.json()) as { choices?: { message: { content: string }; finish_reason: string }[]; error?: { message: string } };
   if (!res.ok || !body.choices?.[0]) throw new PiImageError(`the cluster answered ${res.status}: ${body.error?.message ?? 'no choices'}`);
-  return `${body.choices[0].message.content}\n(finish_reason: ${body.choices[0].finish_reason})`;
+  // The answer alone on stdout (the demo model's sentence, say); a note only when it was cut short.
+  const { message, finish_reason: reason } = body.choices[0];
+  return reason === 'stop' ? message.content : `${message.content}\n(finish_reason: ${reason})`;
 }
 
 function wholeNumber(value: string, flag: string, min: number, max: number): number {
@@ -52,21 +54,24 @@ export function emulateCommand(): Command {
     .option('--timeout <minutes>', 'give up when no node serves within this time', '45')
     .action(async (image: string, options: { nodes: string; cpus: string; memory: string; apiPort: string; console?: string; ask?: string; timeout: string }) => {
       const stage = new Map<number, string>();
-      const show = () => process.stderr.write(`\r\x1b[2K${[...stage.entries()].map(([i, s]) => `node${i + 1}: ${s}`).join('  ')}`);
+      // Redrawn in place on a terminal; one plain line per change on a file or pipe.
+      const status = new StatusLine(process.stderr);
+      const show = () => status.show([...stage.entries()].map(([i, s]) => `node${i + 1}: ${s}`).join('  '));
       const logs = new Map<number, string>();
       let cluster: Awaited<ReturnType<typeof startCluster>> | undefined;
       let starting: ReturnType<typeof startCluster> | undefined;
       let stopping = false;
       const stop = async () => {
-        if (stopping) return process.stderr.write('still stopping the nodes…\n');
+        if (stopping) return status.println('still stopping the nodes…');
         stopping = true;
-        process.stderr.write('\nstopping the nodes…\n');
+        status.println('stopping the nodes…');
         // Interrupted while the disks are still being copied: let that finish, then undo it all.
         await (cluster ?? (await starting?.catch(() => undefined)))?.stop();
         process.exit(130);
       };
-      // Listening for good (not once): execa's exit hook re-raises a signal nobody else listens
-      // for, which would kill this process before the LAN is taken down.
+      // Listening for good (not once): the exit hook of the process runner (execa, under
+      // tools/run.ts) re-raises a signal nobody else listens for, which would kill this
+      // process before the LAN is taken down.
       process.on('SIGINT', () => void stop());
       process.on('SIGTERM', () => void stop());
       try {
@@ -99,17 +104,20 @@ export function emulateCommand(): Command {
         cluster = await starting;
         for (let i = 0; i < cluster.vms.length; i++) stage.set(i, 'starting');
         show();
-        process.stderr.write(`\n${cluster.vms.length} nodes on a private LAN (network namespace ${cluster.lan.namespace}); node i's port ${NODE_API_PORT} is 127.0.0.1:${cluster.apiPorts[0]}…${cluster.apiPorts.at(-1)}. Ctrl-C stops them.\n`);
+        status.println(`${cluster.vms.length} nodes on a private LAN (network namespace ${cluster.lan.namespace}); node i's port ${NODE_API_PORT} is 127.0.0.1:${cluster.apiPorts[0]}…${cluster.apiPorts.at(-1)}. Ctrl-C stops them.`);
         const serving = await waitForRoot(cluster.apiPorts, timeoutMinutes * 60_000, Promise.all(cluster.vms.map((vm) => vm.exited)));
         if (serving === undefined) throw new PiImageError(`no node served within ${timeoutMinutes} minutes`, 'watch a node with --console <n> and run `pi-node status` there');
-        process.stderr.write(`\ncluster serving: ${serving.url}/v1 (OpenAI-compatible; root is node${serving.node})\n`);
+        status.println(`cluster serving: ${serving.url}/v1 (OpenAI-compatible; root is node${serving.node})`);
         if (options.ask !== undefined) {
-          process.stdout.write(`${await askOnce(serving.url, options.ask)}\n`);
+          const answer = await askOnce(serving.url, options.ask);
+          status.done();
+          process.stdout.write(`${answer}\n`);
           await cluster.stop();
           return;
         }
         await Promise.all(cluster.vms.map((vm) => vm.exited));
       } catch (e) {
+        status.done();
         reportError(e, silentReporter);
         await cluster?.stop();
         process.exitCode = 1;

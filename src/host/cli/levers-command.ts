@@ -1,32 +1,10 @@
 import { Command } from 'commander';
 import { loadBoard } from '../catalog/boards.js';
 import { loadTuningProfile, resolveLevers } from '../catalog/tuning-profiles.js';
-import type { LeverApply, TuningProfile } from '../../shared/tuning/levers.js';
+import type { TuningProfile } from '../../shared/tuning/levers.js';
+import { describeApply } from '../../shared/tuning/kinds/index.js';
 import { silentReporter } from '../progress.js';
 import { reportError } from './report-error.js';
-
-/** One line saying how a lever is applied, from its apply section. */
-export function describeApply(apply: LeverApply): string {
-  const parts: string[] = [];
-  if (apply.sysctl) parts.push(`sysctl ${Object.entries(apply.sysctl).map(([k, v]) => `${k}=${v}`).join(', ')}`);
-  if (apply.modules) parts.push(`modules-load ${apply.modules.join(', ')}`);
-  if (apply.governor) parts.push(`governor ${apply.governor} (pi-image-cpu-tuning.service)`);
-  if (apply.nic) parts.push(`NIC ${Object.entries(apply.nic).map(([k, v]) => `${k}=${v}`).join(', ')} (pi-image-nic-tuning.service)`);
-  if (apply.engine) {
-    const e = apply.engine;
-    const props = [
-      e.CPUAffinity && `CPUAffinity=${e.CPUAffinity}`,
-      e.LimitMEMLOCK && `LimitMEMLOCK=${e.LimitMEMLOCK}`,
-      e.Nice !== undefined && `Nice=${e.Nice}`,
-      ...Object.entries(e.Environment ?? {}).map(([k, v]) => `${k}=${v}`),
-    ].filter(Boolean);
-    parts.push(`engine unit ${props.join(', ')}`);
-  }
-  if (apply.eeprom) parts.push(`bootloader EEPROM ${Object.entries(apply.eeprom).map(([k, v]) => `${k}=${v}`).join(', ')}`);
-  if (apply.mask_timers) parts.push('masks every timer unit of the base system');
-  if (apply.forbid_config_txt) parts.push(`build fails on config.txt keys ${apply.forbid_config_txt.join(', ')}`);
-  return parts.join('; ');
-}
 
 /** The profile's levers with their default values filled into how they are applied. */
 function defaultLevers(profile: TuningProfile, board?: string) {
@@ -65,11 +43,15 @@ export function leversCommand(): Command {
     .option('--board <name>', 'only the levers for this board, from its default profile')
     .option('--profile <name>', 'tuning profile (default: the board’s, else pi5-inference)')
     .option('--markdown', 'a Markdown table (the README’s tuning section is generated from it)')
-    .action(async (options: { board?: string; profile?: string; markdown?: boolean }) => {
+    .option('--json', 'the levers as JSON: id, default value, purpose, effect, how applied, boards')
+    .action(async (options: { board?: string; profile?: string; markdown?: boolean; json?: boolean }) => {
       try {
         const name = options.profile ?? (options.board ? (await loadBoard(options.board)).tuning : 'pi5-inference');
         const profile = await loadTuningProfile(name);
-        process.stdout.write(options.markdown ? leversMarkdown(profile, options.board) : leversTable(profile, options.board));
+        if (options.json) {
+          const levers = defaultLevers(profile, options.board).map((l) => ({ id: l.id, default: l.value ?? true, purpose: l.purpose, effect: l.effect, applied: describeApply(l.apply), apply: l.apply, boards: l.boards }));
+          process.stdout.write(`${JSON.stringify({ profile: profile.name, description: profile.description, levers })}\n`);
+        } else process.stdout.write(options.markdown ? leversMarkdown(profile, options.board) : leversTable(profile, options.board));
       } catch (e) {
         reportError(e, silentReporter);
         process.exitCode = 1;

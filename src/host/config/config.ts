@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { ConfigError } from '../errors.js';
 import { loadSchema, validateAgainst, type JsonSchema } from './validate.js';
@@ -7,11 +8,11 @@ export interface AptSource {
   uris: string[];
   suites: string[];
   components: string[];
-  /** Keyring path on the build host. */
+  /** Keyring path on the build host (absolute). */
   signed_by?: string;
 }
 
-/** pi-image.yaml after validation and defaults (see image/schema/config.schema.json). */
+/** pi-image.yaml after validation and defaults (see image/schema/config.schema.json); every path in it is absolute. */
 export interface Config {
   board: string;
   role: 'auto' | 'root' | 'worker';
@@ -25,6 +26,7 @@ export interface Config {
   components?: string[];
   apt: { check_valid_until: boolean; extra_sources: AptSource[] };
   packages: string[];
+  /** Built-in layers by name, user layers by their (absolute) folder. */
   layers: string[];
   config_txt: Record<string, string[]>;
   tuning_profile?: string;
@@ -38,7 +40,7 @@ export interface Config {
     image?: string;
     recovery?: string;
   };
-  cluster: { name: string; size: number; secret_file?: string; api_port: number; api_token_file?: string };
+  cluster: { name: string; size: number; secret_file?: string; api_port: number; api_token_file?: string; failover_grace: number; api_cors_origins: string[] };
   engine: { name?: 'llama.cpp' | 'dllama'; dllama_dir?: string; context_length: number };
   model?: { path: string; tokenizer?: string; name?: string };
   user: { name: string; ssh_keys: string[] };
@@ -81,7 +83,7 @@ export function coerceFlagValue(schema: JsonSchema, raw: unknown): unknown {
   return raw;
 }
 
-export async function readConfigFile(path: string): Promise<Record<string, unknown>> {
+async function readConfigFile(path: string): Promise<Record<string, unknown>> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -107,8 +109,15 @@ function setPath(target: Record<string, unknown>, path: string[], value: unknown
   node[path[path.length - 1] as string] = value;
 }
 
-/** File, then flags (flags win), then validation with defaults filled in. */
-export function resolveConfig(file: Record<string, unknown>, flags: Record<string, unknown>, source = 'config'): Config {
+/**
+ * File, then flags (flags win), then validation with defaults filled in, then every path made
+ * absolute (see absolutePaths): the rest of pi-image only ever sees absolute paths.
+ */
+export function resolveConfig(
+  file: Record<string, unknown>,
+  flags: Record<string, unknown>,
+  opts: { source?: string; dir?: string } = {},
+): Config {
   const merged = structuredClone(file);
   for (const spec of configFlags()) {
     const value = flags[flagAttribute(spec.flag)];
@@ -117,11 +126,59 @@ export function resolveConfig(file: Record<string, unknown>, flags: Record<strin
   const problems = validateAgainst('config', merged);
   if (problems.length) {
     throw new ConfigError(
-      `invalid configuration (${source}):\n  - ${problems.join('\n  - ')}`,
+      `invalid configuration (${opts.source ?? 'config'}):\n  - ${problems.join('\n  - ')}`,
       'fix the keys above in pi-image.yaml or the flags; `pi-image build --help` lists every setting',
     );
   }
-  return merged as unknown as Config;
+  const config = merged as unknown as Config;
+  const dir = opts.dir ?? process.cwd();
+  // --out is relative to where pi-image runs; `out:` in the file to the file.
+  absolutePaths(config, dir, file.out !== undefined && flags.out === undefined ? dir : process.cwd());
+  return config;
+}
+
+/** pi-image.yaml (if given) and the command line's flags. */
+/** The config file read when --config is not given, if it is in the working directory (as mkosi reads mkosi.conf). */
+export const DEFAULT_CONFIG_FILE = 'pi-image.yaml';
+
+/** The config file a command reads: `--config`, else ./pi-image.yaml when there is one, else none (flags and defaults). */
+export async function findConfigFile(path: string | undefined, cwd = process.cwd()): Promise<string | undefined> {
+  if (path) return path;
+  const here = join(cwd, DEFAULT_CONFIG_FILE);
+  return (await stat(here).then((s) => s.isFile(), () => false)) ? here : undefined;
+}
+
+/** The line a command prints to say which config it reads. */
+export const configSourceLine = (file: string | undefined) => `config: ${file ?? `none (no ${DEFAULT_CONFIG_FILE} here): flags and defaults`}\n`;
+
+export async function loadConfig(path: string | undefined, flags: Record<string, unknown>, cwd = process.cwd()): Promise<Config> {
+  const found = await findConfigFile(path, cwd);
+  const file = found ? await readConfigFile(found) : {};
+  // Relative paths in a config file are relative to the file, not to where pi-image runs.
+  return resolveConfig(file, flags, { source: found ?? 'flags', dir: found ? dirname(resolve(found)) : cwd });
+}
+
+/** A layer given by its folder (a path: it has a slash or starts with a dot); a bare name is a built-in layer. */
+const isLayerPath = (ref: string) => ref.includes('/') || ref.startsWith('.');
+const isUrl = (source: string) => /^https?:\/\//.test(source);
+
+/** Makes every path of the config absolute, relative to `dir`, and `out` relative to `outDir`. */
+function absolutePaths(config: Config, dir: string, outDir: string): void {
+  const at = (path: string) => resolve(dir, path);
+  config.out = resolve(outDir, config.out);
+  if (config.base && !isUrl(config.base.image)) config.base.image = at(config.base.image);
+  for (const source of config.apt.extra_sources) if (source.signed_by) source.signed_by = at(source.signed_by);
+  config.layers = config.layers.map((ref) => (isLayerPath(ref) ? at(ref) : ref));
+  if (config.bootloader.image) config.bootloader.image = at(config.bootloader.image);
+  if (config.bootloader.recovery) config.bootloader.recovery = at(config.bootloader.recovery);
+  if (config.cluster.secret_file) config.cluster.secret_file = at(config.cluster.secret_file);
+  if (config.cluster.api_token_file) config.cluster.api_token_file = at(config.cluster.api_token_file);
+  if (config.engine.dllama_dir) config.engine.dllama_dir = at(config.engine.dllama_dir);
+  if (config.model) {
+    config.model.path = at(config.model.path);
+    if (config.model.tokenizer) config.model.tokenizer = at(config.model.tokenizer);
+  }
+  config.user.ssh_keys = config.user.ssh_keys.map(at);
 }
 
 const REDACTED = '<redacted>';

@@ -23,8 +23,11 @@ ajv.addVocabulary(['x-flag', 'x-secret']);
 
 const compiled = new Map<string, ValidateFunction>();
 
+/** Where a schema file is (editors validate pi-image.yaml against it: yaml-language-server's `$schema` modeline). */
+export const schemaPath = (name: 'config' | 'board' | 'layer' | 'tuning') => join(IMAGE_DIR, 'schema', `${name}.schema.json`);
+
 export function loadSchema(name: 'config' | 'board' | 'layer' | 'tuning'): JsonSchema {
-  return JSON.parse(readFileSync(join(IMAGE_DIR, 'schema', `${name}.schema.json`), 'utf8')) as JsonSchema;
+  return JSON.parse(readFileSync(schemaPath(name), 'utf8')) as JsonSchema;
 }
 
 /**

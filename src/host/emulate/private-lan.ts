@@ -1,5 +1,8 @@
-import { execa } from 'execa';
 import { PiImageError } from '../errors.js';
+import { silentReporter } from '../progress.js';
+import { runTool } from '../tools/run.js';
+
+const ip = (args: string[]) => runTool('ip', args, { stage: 'emulate', reporter: silentReporter });
 
 /**
  * A virtual LAN that never touches the host's network: a network namespace with a bridge
@@ -18,7 +21,7 @@ export class PrivateLan {
     if (process.getuid?.() !== 0) {
       throw new PiImageError('the emulated LAN needs root (a network namespace with a bridge and taps)', 'run as root (sudo); a rootless LAN over VDE is not built yet');
     }
-    await execa('ip', ['netns', 'add', name]);
+    await ip(['netns', 'add', name]);
     const lan = new PrivateLan(name);
     try {
       await lan.exec(['ip', 'link', 'set', 'lo', 'up']);
@@ -31,8 +34,8 @@ export class PrivateLan {
     return lan;
   }
 
-  exec(command: string[]) {
-    return execa('ip', ['netns', 'exec', this.namespace, ...command]);
+  private exec(command: string[]): Promise<string> {
+    return ip(['netns', 'exec', this.namespace, ...command]);
   }
 
   /** Prefix that runs a command (QEMU) inside the namespace. */
@@ -51,7 +54,8 @@ export class PrivateLan {
   }
 
   async destroy(): Promise<void> {
-    await execa('ip', ['netns', 'del', this.namespace], { reject: false });
+    // Best effort: the namespace may be gone already.
+    await ip(['netns', 'del', this.namespace]).catch(() => undefined);
   }
 }
 

@@ -1,4 +1,4 @@
-import { execa, type ResultPromise } from 'execa';
+import { startTool, type ToolProcess } from '../tools/run.js';
 import type { DirectBootFiles } from './boot-files.js';
 
 export interface VmOptions {
@@ -30,7 +30,7 @@ export function machineArgs(o: Pick<VmOptions, 'cpus' | 'memoryMib'>): string[] 
  * console on stdio: the tests and `pi-image emulate` drive nodes through this.
  */
 export class QemuVm {
-  private process?: ResultPromise;
+  private process?: ToolProcess;
   private output = '';
   private waiters: { re: RegExp; from: number; resolve: (m: RegExpMatchArray) => void; fail: (e: Error) => void }[] = [];
   private isExited = false;
@@ -74,7 +74,7 @@ export class QemuVm {
 
   start(): void {
     const [cmd, ...pre] = [...(this.options.wrapper ?? []), 'qemu-system-aarch64'];
-    this.process = execa(cmd as string, [...pre, ...this.qemuArgs()], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false, buffer: false });
+    this.process = startTool(cmd as string, [...pre, ...this.qemuArgs()], { stdin: 'pipe' });
     const onData = (chunk: Buffer) => {
       const text = chunk.toString('utf8');
       this.output += text;
@@ -83,7 +83,7 @@ export class QemuVm {
     };
     this.process.stdout?.on('data', onData);
     this.process.stderr?.on('data', onData);
-    void this.process.then(() => {
+    void this.process.ended.then(() => {
       this.isExited = true;
       this.exitWaiters.splice(0).forEach((w) => w());
       this.checkWaiters();

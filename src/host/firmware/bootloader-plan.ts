@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import type { ResolvedLever } from '../../shared/tuning/levers.js';
 import { eepromSettings } from '../tuning/render.js';
-import { bootOrder } from './eeprom.js';
+import { sha256OfFile } from '../tools/download.js';
+import { bootOrder, checkBootconf } from './eeprom.js';
 
-/** Boards whose bootloader EEPROM format pi-image knows (DESIGN.md §4). */
+/** Boards whose bootloader EEPROM format pi-image knows (README.md, "Raspberry Pi 5"). */
 export const EEPROM_BOARDS = ['pi5'];
 
 /** Where Raspberry Pi's rpi-eeprom package keeps the Pi 5 bootloader images in a rootfs. */
@@ -16,21 +15,20 @@ export const EEPROM_FIRMWARE_GLOB = /^(?:usr\/)?lib\/firmware\/raspberrypi\/boot
 export interface BootloaderPlan {
   /** bootconf.txt settings; empty means the build leaves the bootloader alone. */
   settings: Record<string, string>;
-  /** Host files from pi-image.yaml, with their hashes (part of the cache key). */
+  /** Host files from pi-image.yaml (absolute paths), with their hashes (part of the cache key). */
   image?: { path: string; sha256: string };
   recovery?: { path: string; sha256: string };
 }
 
-async function hostFile(path: string, configDir: string, what: string): Promise<{ path: string; sha256: string }> {
-  const full = resolve(configDir, path);
-  const data = await readFile(full).catch(() => {
-    throw new ConfigError(`bootloader.${what}: cannot read ${full}`, 'give the path of a file from the rpi-eeprom firmware-2712 directory');
+async function hostFile(path: string, what: string): Promise<{ path: string; sha256: string }> {
+  const sha256 = await sha256OfFile(path).catch(() => {
+    throw new ConfigError(`bootloader.${what}: cannot read ${path}`, 'give the path of a file from the rpi-eeprom firmware-2712 directory');
   });
-  return { path: full, sha256: createHash('sha256').update(data).digest('hex') };
+  return { path, sha256 };
 }
 
 /** The bootloader settings a build writes: tuning levers, then storage, then pi-image.yaml's bootloader: keys. */
-export async function planBootloader(config: Config, board: string, levers: ResolvedLever[], configDir: string): Promise<BootloaderPlan> {
+export async function planBootloader(config: Config, board: string, levers: ResolvedLever[]): Promise<BootloaderPlan> {
   const b = config.bootloader;
   const settings: Record<string, string> = { ...eepromSettings(levers) };
   const order = b.boot_order ?? (config.storage === 'nvme' ? (['nvme', 'sd', 'usb'] as const) : undefined);
@@ -40,12 +38,14 @@ export async function planBootloader(config: Config, board: string, levers: Reso
   if (b.power_off_on_halt !== undefined) settings.POWER_OFF_ON_HALT = String(b.power_off_on_halt);
   for (const [k, v] of Object.entries(b.extra ?? {})) settings[k] = String(v);
 
+  // Refused at plan time (--print-plan fails as the build would), not when the layers are written.
+  checkBootconf(settings);
   const explicit = Object.keys(b).length > 0;
   if (!EEPROM_BOARDS.includes(board)) {
     if (explicit) throw new ConfigError(`bootloader: is for ${EEPROM_BOARDS.join(', ')}; board ${board} has no bootloader EEPROM pi-image can configure`, 'remove bootloader: from pi-image.yaml');
     return { settings: {} };
   }
-  const image = b.image ? await hostFile(b.image, configDir, 'image') : undefined;
+  const image = b.image ? await hostFile(b.image, 'image') : undefined;
   const recoveryPath = b.recovery ?? (image ? join(dirname(image.path), 'recovery.bin') : undefined);
-  return { settings, image, recovery: recoveryPath ? await hostFile(recoveryPath, configDir, 'recovery') : undefined };
+  return { settings, image, recovery: recoveryPath ? await hostFile(recoveryPath, 'recovery') : undefined };
 }

@@ -124,14 +124,39 @@ const KEY = /^[A-Z][A-Z0-9_]*$/;
 /** A `[filter]` line other than `[all]`: settings after it apply only conditionally. */
 const isConditionalSection = (line: string) => /^\s*\[/.test(line) && !/^\s*\[all\]/i.test(line);
 
+/** Boot modes a BOOT_ORDER nibble may name (Raspberry Pi's bootloader documentation): 0-7, STOP (e), RESTART (f). */
+const BOOT_MODE = /^[0-7ef]$/i;
+/** Settings that are switches. */
+const SWITCHES = ['PCIE_PROBE', 'POWER_OFF_ON_HALT', 'ENABLE_SELF_UPDATE', 'FREEZE_VERSION', 'WAKE_ON_GPIO', 'DISABLE_HDMI'];
+
+/** What is wrong with one bootconf.txt setting, or undefined: checked before anything is written. */
+export function bootconfProblem(key: string, value: string): string | undefined {
+  if (!KEY.test(key)) return `"${key}" is not a setting name: upper-case letters, digits and _`;
+  if (!/^[\x21-\x7e]+$/.test(value)) return `${key}=${JSON.stringify(value)}: a value is one word of printable characters`;
+  if (key === 'BOOT_ORDER') {
+    const m = /^0x([0-9a-f]{1,8})$/i.exec(value);
+    if (!m) return `BOOT_ORDER=${value}: a hex number such as 0xf416 (one digit per boot mode, the last tried first)`;
+    const bad = [...(m[1] as string)].find((n) => !BOOT_MODE.test(n));
+    if (bad) return `BOOT_ORDER=${value}: ${bad} is no boot mode (0-7, e = stop, f = restart)`;
+  }
+  if (key === 'SDRAM_BANKLOW' && !/^[0-4]$/.test(value)) return `SDRAM_BANKLOW=${value}: one of 0, 1, 2, 3, 4`;
+  if (SWITCHES.includes(key) && !/^[01]$/.test(value)) return `${key}=${value}: 0 or 1`;
+  return undefined;
+}
+
+/** Every problem of a set of settings at once, as one error (nothing is written before this passes). */
+export function checkBootconf(settings: Record<string, string>): void {
+  const problems = Object.entries(settings).flatMap(([k, v]) => bootconfProblem(k, v) ?? []);
+  if (problems.length) throw new EepromError(`bootloader settings refused, nothing written:\n  - ${problems.join('\n  - ')}`, 'see Raspberry Pi\'s bootloader configuration documentation for the allowed values');
+}
+
 /** Sets KEY=value lines of a bootconf.txt, keeping comments, order and conditional sections. */
 export function setBootconfKeys(text: string, settings: Record<string, string>): string {
+  checkBootconf(settings);
   const lines = text.replace(/\n+$/, '').split('\n');
   const firstSection = lines.findIndex(isConditionalSection);
   const topEnd = firstSection < 0 ? lines.length : firstSection;
   for (const [key, value] of Object.entries(settings)) {
-    if (!KEY.test(key)) throw new EepromError(`bootloader setting "${key}": keys are upper-case letters, digits and _`);
-    if (/[\r\n]/.test(value)) throw new EepromError(`bootloader setting ${key}: the value must be one line`);
     const at = lines.slice(0, topEnd).findIndex((l) => l.trim().startsWith(`${key}=`));
     if (at >= 0) lines[at] = `${key}=${value}`;
     else lines.splice(topEnd, 0, `${key}=${value}`);

@@ -1,7 +1,8 @@
 /**
  * A tiny deterministic llama-architecture model in GGUF (v3), for tests and for trying a
  * cluster without downloading weights: a few layers, a small SentencePiece-style vocabulary
- * with byte fallback, F32 weights from a seeded generator. Same seed, same bytes.
+ * with byte fallback, F32 weights from a seeded generator. Same seed, same bytes. Its text is
+ * noise; `demo-gguf.ts` builds on the same writer a model that answers one English sentence.
  */
 
 const GGUF_MAGIC = 0x46554747; // "GGUF", little-endian
@@ -21,7 +22,7 @@ export interface TinyModelOptions {
 }
 
 /** mulberry32: small, fast and the same everywhere. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -73,7 +74,7 @@ class Writer {
   }
 }
 
-type Meta = [string, 'u32', number] | [string, 'f32', number] | [string, 'str', string] | [string, 'str[]', string[]] | [string, 'f32[]', number[]] | [string, 'i32[]', number[]];
+export type Meta = [string, 'u32', number] | [string, 'f32', number] | [string, 'str', string] | [string, 'str[]', string[]] | [string, 'f32[]', number[]] | [string, 'i32[]', number[]];
 
 function writeMeta(w: Writer, [key, kind, value]: Meta): void {
   w.str(key);
@@ -116,7 +117,7 @@ export function tinyGguf(options: TinyModelOptions = {}): Buffer {
   const nVocab = vocab.tokens.length;
   const random = prng(o.seed);
 
-  const tensors: { name: string; dims: number[]; data: Float32Array }[] = [];
+  const tensors: F32Tensor[] = [];
   const weights = (name: string, dims: number[], scale: number) => {
     const data = new Float32Array(dims.reduce((a, b) => a * b, 1));
     for (let i = 0; i < data.length; i++) data[i] = (random() * 2 - 1) * scale;
@@ -140,7 +141,19 @@ export function tinyGguf(options: TinyModelOptions = {}): Buffer {
   ones('output_norm.weight', o.embedding);
   weights('output.weight', [o.embedding, nVocab], s * 4);
 
-  const meta: Meta[] = [
+  const meta = llamaMetadata(o, vocab, 2);
+
+  return writeGguf(meta, tensors);
+}
+
+/** One F32 tensor: `dims` in GGUF order (the first is the contiguous one, e.g. [in, out] for a weight matrix). */
+/** The metadata llama.cpp reads for a llama-architecture model with this shape, vocabulary and EOS token. */
+export function llamaMetadata(
+  o: { name: string; contextLength: number; embedding: number; layers: number; feedForward: number; heads: number; kvHeads: number },
+  vocab: { tokens: string[]; scores: number[]; types: number[] },
+  eos: number,
+): Meta[] {
+  return [
     ['general.architecture', 'str', 'llama'],
     ['general.name', 'str', o.name],
     ['general.alignment', 'u32', ALIGNMENT],
@@ -150,7 +163,7 @@ export function tinyGguf(options: TinyModelOptions = {}): Buffer {
     ['llama.feed_forward_length', 'u32', o.feedForward],
     ['llama.attention.head_count', 'u32', o.heads],
     ['llama.attention.head_count_kv', 'u32', o.kvHeads],
-    ['llama.rope.dimension_count', 'u32', headDim],
+    ['llama.rope.dimension_count', 'u32', o.embedding / o.heads],
     ['llama.attention.layer_norm_rms_epsilon', 'f32', 1e-5],
     ['tokenizer.ggml.model', 'str', 'llama'],
     ['tokenizer.ggml.tokens', 'str[]', vocab.tokens],
@@ -158,9 +171,18 @@ export function tinyGguf(options: TinyModelOptions = {}): Buffer {
     ['tokenizer.ggml.token_type', 'i32[]', vocab.types],
     ['tokenizer.ggml.unknown_token_id', 'u32', 0],
     ['tokenizer.ggml.bos_token_id', 'u32', 1],
-    ['tokenizer.ggml.eos_token_id', 'u32', 2],
+    ['tokenizer.ggml.eos_token_id', 'u32', eos],
   ];
+}
 
+export interface F32Tensor {
+  name: string;
+  dims: number[];
+  data: Float32Array;
+}
+
+/** GGUF v3: header, metadata, tensor infos, then every tensor's F32 data, each aligned. */
+export function writeGguf(meta: Meta[], tensors: F32Tensor[]): Buffer {
   const w = new Writer();
   w.u32(GGUF_MAGIC);
   w.u32(3);

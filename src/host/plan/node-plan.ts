@@ -1,5 +1,8 @@
+import { readDllamaHeader } from '../model/dllama-header.js';
+import { readGgufHeader } from '../model/gguf-header.js';
+import { secretProblem } from '../../shared/secrets.js';
 import { access, constants, readFile, stat } from 'node:fs/promises';
-import { basename, extname, join, resolve } from 'node:path';
+import { basename, extname, join } from 'node:path';
 import type { Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import type { NodeSettings } from '../../shared/node-settings.js';
@@ -37,59 +40,76 @@ async function imageFile(source: string, target: string, mode: number, what: str
 }
 
 async function readSecretFile(path: string, what: string): Promise<void> {
-  const text = await readFile(path, 'utf8').catch(() => {
+  const data = await readFile(path).catch(() => {
     throw new ConfigError(`${what}: cannot read ${path}`, 'give the path of a file that holds it (e.g. made with `openssl rand -hex 32 > cluster.secret`)');
   });
-  if (text.trim().length < 16) throw new ConfigError(`${what}: ${path} holds ${text.trim().length} characters; at least 16 are needed`, 'make one with `openssl rand -hex 32 > cluster.secret`');
+  const problem = secretProblem(data);
+  if (problem) throw new ConfigError(`${what}: ${path} ${problem}`, 'make one with `openssl rand -hex 32 > cluster.secret`');
 }
 
-/** Reads and checks every file the node part of the config names. */
-export async function planNode(config: Config, board: BoardProfile, configDir: string): Promise<NodePlan> {
-  const at = (p: string) => resolve(configDir, p);
+/** Reads and checks every file the node part of the config names (absolute paths: see resolveConfig). */
+export async function planNode(config: Config, board: BoardProfile): Promise<NodePlan> {
   const engine = config.engine.name ?? board.engine;
   const files: ImageFile[] = [];
   let model: NodeSettings['model'] = null;
+  let kvHeads: number | undefined;
   if (config.model) {
-    const modelFile = await imageFile(at(config.model.path), `${inRootfs(MODEL_DIR)}/${safeName(basename(config.model.path))}`, 0o644, 'model.path');
+    const modelFile = await imageFile(config.model.path, `${inRootfs(MODEL_DIR)}/${safeName(basename(config.model.path))}`, 0o644, 'model.path');
     files.push(modelFile);
     model = { path: `/${modelFile.target}`, name: config.model.name ?? safeName(basename(config.model.path, extname(config.model.path))) };
     if (engine === 'llama.cpp' && !config.model.path.endsWith('.gguf')) throw new ConfigError(`model.path: llama.cpp loads .gguf files, not ${basename(config.model.path)}`);
+    if (config.model.path.endsWith('.gguf')) {
+      const header = await readGgufHeader(config.model.path).catch((e: Error) => {
+        throw new ConfigError(`model.path: ${config.model?.path}: ${e.message}`, 'give a GGUF model file (llama.cpp), e.g. one written by `pi-image tiny-model`');
+      });
+      kvHeads = header.kvHeads;
+    }
+    if (engine === 'dllama') {
+      const header = await readDllamaHeader(config.model.path).catch((e: Error) => {
+        throw new ConfigError(`model.path: ${config.model?.path}: ${e.message}`, 'dllama loads .m models made by its converter');
+      });
+      kvHeads = header.kvHeads;
+    }
     if (engine === 'dllama') {
       if (!config.model.tokenizer) throw new ConfigError('model.tokenizer: dllama needs the tokenizer file (.t) that belongs to the model');
-      const tokenizer = await imageFile(at(config.model.tokenizer), `${inRootfs(MODEL_DIR)}/${safeName(basename(config.model.tokenizer))}`, 0o644, 'model.tokenizer');
+      const tokenizer = await imageFile(config.model.tokenizer, `${inRootfs(MODEL_DIR)}/${safeName(basename(config.model.tokenizer))}`, 0o644, 'model.tokenizer');
       files.push(tokenizer);
       model.tokenizer = `/${tokenizer.target}`;
     }
   }
   if (config.engine.dllama_dir && engine !== 'dllama') throw new ConfigError(`engine.dllama_dir is set but the engine is ${engine}`, 'add engine: { name: dllama } or drop dllama_dir');
+  // Chosen (or given a model to serve), dllama without its binaries would build an image that cannot serve.
+  if (engine === 'dllama' && !config.engine.dllama_dir && (config.engine.name === 'dllama' || config.model)) {
+    throw new ConfigError('engine dllama: its binaries are not in Debian; engine.dllama_dir must name a folder with prebuilt arm64 dllama and dllama-api', 'set engine.dllama_dir (--dllama-dir), or use engine: { name: llama.cpp }');
+  }
   if (engine === 'dllama' && config.engine.dllama_dir) {
     for (const binary of ['dllama', 'dllama-api']) {
-      const source = join(at(config.engine.dllama_dir), binary);
+      const source = join(config.engine.dllama_dir, binary);
       await access(source, constants.X_OK).catch(() => {
         throw new ConfigError(`engine.dllama_dir: ${source} is missing or not executable`, 'the folder must hold prebuilt arm64 dllama and dllama-api binaries');
       });
       files.push(await imageFile(source, `${inRootfs(ENGINE_BIN_DIR)}/${binary}`, 0o755, 'engine.dllama_dir'));
     }
   }
-  const shapeProblems = ENGINES[engine].checkCluster(config.cluster.size, {});
+  const shapeProblems = ENGINES[engine].checkCluster(config.cluster.size, { kvHeads });
   if (shapeProblems.length) throw new ConfigError(`cluster.size ${config.cluster.size}: ${shapeProblems.join('; ')}`);
   const keys: string[] = [];
   for (const file of config.user.ssh_keys) {
-    const text = await readFile(at(file), 'utf8').catch(() => {
-      throw new ConfigError(`user.ssh_keys: cannot read ${at(file)}`, 'give the path of a public key file, e.g. ~/.ssh/id_ed25519.pub');
+    const text = await readFile(file, 'utf8').catch(() => {
+      throw new ConfigError(`user.ssh_keys: cannot read ${file}`, 'give the path of a public key file, e.g. ~/.ssh/id_ed25519.pub');
     });
     const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
     const bad = lines.find((l) => !/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+/.test(l));
     if (bad !== undefined || !lines.length) {
-      throw new ConfigError(`user.ssh_keys: ${at(file)} is not a public key file${bad?.includes('PRIVATE KEY') ? ' (it is a PRIVATE key: never put that in an image)' : ''}`, 'give the .pub file');
+      throw new ConfigError(`user.ssh_keys: ${file} is not a public key file${bad?.includes('PRIVATE KEY') ? ' (it is a PRIVATE key: never put that in an image)' : ''}`, 'give the .pub file');
     }
     keys.push(...lines);
   }
-  const secrets: NodePlan['secrets'] = [{ name: 'cluster.secret', source: config.cluster.secret_file ? at(config.cluster.secret_file) : null }];
-  if (secrets[0]?.source) await readSecretFile(secrets[0].source, 'cluster.secret_file');
+  const secrets: NodePlan['secrets'] = [{ name: 'cluster.secret', source: config.cluster.secret_file ?? null }];
+  if (config.cluster.secret_file) await readSecretFile(config.cluster.secret_file, 'cluster.secret_file');
   if (config.cluster.api_token_file) {
-    await readSecretFile(at(config.cluster.api_token_file), 'cluster.api_token_file');
-    secrets.push({ name: 'api.token', source: at(config.cluster.api_token_file) });
+    await readSecretFile(config.cluster.api_token_file, 'cluster.api_token_file');
+    secrets.push({ name: 'api.token', source: config.cluster.api_token_file });
   }
   return {
     settings: nodeSettings(config, board, model),
@@ -100,17 +120,12 @@ export async function planNode(config: Config, board: BoardProfile, configDir: s
 }
 
 /** What /etc/pi-image/node.json says, from the config and the board. */
-export function nodeSettings(config: Config, board: BoardProfile, model: NodeSettings['model']): NodeSettings {
+function nodeSettings(config: Config, board: BoardProfile, model: NodeSettings['model']): NodeSettings {
   return {
-    cluster: { name: config.cluster.name, size: config.cluster.size, apiPort: config.cluster.api_port, discoveryPort: DISCOVERY_PORT },
+    cluster: { name: config.cluster.name, size: config.cluster.size, apiPort: config.cluster.api_port, discoveryPort: DISCOVERY_PORT, failoverGraceSeconds: config.cluster.failover_grace, corsOrigins: config.cluster.api_cors_origins },
     role: config.role,
     engine: { name: config.engine.name ?? board.engine, binDir: ENGINE_BIN_DIR, contextLength: config.engine.context_length },
     model,
     user: { name: config.user.name },
   };
-}
-
-/** The node part of a plan for callers that plan without reading files (unit tests). */
-export function emptyNodePlan(config: Config, board: BoardProfile): NodePlan {
-  return { settings: nodeSettings(config, board, null), files: [], authorizedKeys: '', secrets: [{ name: 'cluster.secret', source: null }] };
 }

@@ -1,15 +1,15 @@
-import { join, resolve } from 'node:path';
-import type { Config } from '../config/config.js';
-import { renderCmdline, renderConfigTxt } from '../firmware/boot-files.js';
+import Handlebars from 'handlebars';
+import type { AptSource, Config } from '../config/config.js';
+import { concatSections, parseCmdline, parseConfigTxt, renderCmdline, renderConfigTxt } from '../firmware/boot-files.js';
 import { TOOL_VERSION } from '../version.js';
 import { contentHash } from '../pipeline/hash.js';
-import type { BoardProfile, Layer } from '../catalog/boards.js';
-import Handlebars from 'handlebars';
+import type { BoardProfile } from '../catalog/boards.js';
+import type { Layer } from '../catalog/layers.js';
 import { ConfigError } from '../errors.js';
 import { forbiddenConfigTxtKeys } from '../tuning/render.js';
 import type { BootloaderPlan } from '../firmware/bootloader-plan.js';
 import type { ResolvedLever, TuningProfile } from '../catalog/tuning-profiles.js';
-import { emptyNodePlan, type NodePlan } from './node-plan.js';
+import type { NodePlan } from './node-plan.js';
 
 /**
  * Bump when what a stage produces changes for the same inputs (e.g. a new mke2fs option),
@@ -17,64 +17,97 @@ import { emptyNodePlan, type NodePlan } from './node-plan.js';
  */
 const STAGE_RECIPES = { base: 1, layers: 1 };
 
-export interface PlannedLayer {
-  name: string;
-  description: string;
-  origin: string;
-  files: { path: string; sha256: string; template: boolean; mode: string; uid: number; gid: number }[];
-  remove: string[];
-  enable: { unit: string; wanted_by: string }[];
-  mask: string[];
+/** Everything a plan is made from: the config, and what planBuild read from the catalog and the files the config names. */
+export interface PlanInputs {
+  readonly config: Config;
+  readonly board: BoardProfile;
+  /** In the order they apply: every layer after those it requires. */
+  readonly layers: readonly Layer[];
+  readonly tuning: { readonly profile: TuningProfile; readonly levers: ResolvedLever[] };
+  readonly bootloader: BootloaderPlan;
+  readonly keyrings: Plan['base']['keyrings'];
+  readonly node: NodePlan;
+  readonly sourceDateEpoch: Plan['sourceDateEpoch'];
 }
 
-/** Everything a build will do, as plain data: what `--print-plan` shows and what the stages consume. */
+/** What the base stage learned from an existing disk image. */
+export interface ImportedBase {
+  diskId: string;
+  bootOffsetMib: number;
+  bootMib: number;
+  configTxt?: string;
+  cmdline?: string;
+}
+
+export interface PlannedFile {
+  readonly path: string;
+  readonly sha256: string;
+  readonly template: boolean;
+  readonly mode: string;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface PlannedLayer {
+  readonly name: string;
+  readonly description: string;
+  readonly origin: string;
+  readonly files: readonly PlannedFile[];
+  readonly remove: readonly string[];
+  readonly enable: readonly Readonly<{ unit: string; wanted_by: string }>[];
+  readonly mask: readonly string[];
+}
+
+/**
+ * Everything a build will do, as plain data: what `--print-plan` shows and what the stages
+ * consume. Made by makePlan and frozen (deeply): nothing changes a plan once it is made.
+ */
 export interface Plan {
-  tool: { name: 'pi-image'; version: string };
-  board: { name: string; description: string; arch: string };
-  role: Config['role'];
-  hostname: string;
-  base: {
+  readonly tool: Readonly<{ name: 'pi-image'; version: string }>;
+  readonly board: Readonly<{ name: string; description: string; arch: string }>;
+  readonly role: Config['role'];
+  readonly hostname: string;
+  readonly base: Readonly<{
     suite: string;
     variant: string;
     arch: string;
-    mirrors: string[];
-    components: string[];
-    extraSources: Config['apt']['extra_sources'];
+    mirrors: readonly string[];
+    components: readonly string[];
+    extraSources: readonly Readonly<AptSource>[];
     checkValidUntil: boolean;
-    packages: string[];
-    enableUnits: string[];
-    initramfsModules?: string[];
+    packages: readonly string[];
+    enableUnits: readonly string[];
+    initramfsModules?: readonly string[];
     /** An existing disk image to start from instead of mmdebstrap. */
-    image?: { source: string; sha256: string };
+    image?: Readonly<{ source: string; sha256: string }>;
     /** Keyrings of extra sources, from the build host; installed as /etc/apt/trusted.gpg.d/<name>. */
-    keyrings: { path: string; name: string; sha256: string }[];
-  };
-  layers: PlannedLayer[];
-  tuning: { profile: string; levers: ResolvedLever[] };
-  bootloader: BootloaderPlan;
-  engine: NodePlan['settings']['engine']['name'];
+    keyrings: readonly Readonly<{ path: string; name: string; sha256: string }>[];
+  }>;
+  readonly layers: readonly PlannedLayer[];
+  readonly tuning: Readonly<{ profile: string; levers: readonly ResolvedLever[] }>;
+  readonly bootloader: Readonly<BootloaderPlan>;
   /** The node agent's settings and the files it needs (model, engine binaries, login keys, secrets). */
-  node: NodePlan;
-  boot: {
+  readonly node: Readonly<NodePlan>;
+  readonly boot: Readonly<{
     offsetMib: number;
     partitionMib: number;
-    copy: BoardProfile['boot']['copy'];
-    /** Rendered words of the board and layers (a base image's own come first, see adoptImportedBase). */
-    cmdlineWords: string[];
+    copy: readonly Readonly<BoardProfile['boot']['copy'][number]>[];
     cmdline: string;
-    /** config.txt as data; null for boards without one. */
-    configSections: Record<string, string[]> | null;
+    /** Null for boards without a config.txt. */
     configTxt: string | null;
-  };
-  disk: { diskId: string; bootPartuuid: string; rootPartuuid: string; headroomMib: number };
-  sourceDateEpoch: { value: number | null; from: 'config' | 'environment' | 'base rootfs' };
-  compressionLevel: number;
-  outputs: { dir: string; img: string; zst: string; bmap: string; sums: string; manifest: string };
-  cacheKeys: { base: string; layers: string };
+  }>;
+  readonly disk: Readonly<{ diskId: string; bootPartuuid: string; rootPartuuid: string; headroomMib: number }>;
+  readonly sourceDateEpoch: Readonly<{ value: number | null; from: 'config' | 'environment' | 'base rootfs' }>;
+  readonly compressionLevel: number;
+  readonly outputs: Readonly<{ dir: string; img: string; zst: string; bmap: string; sums: string; manifest: string }>;
+  readonly cacheKeys: Readonly<{ base: string; layers: string }>;
 }
 
-/** The context every overlay template is rendered with. */
-export function templateContext(plan: Plan): Record<string, unknown> {
+/** The parts of a plan overlay templates and cmdline words see. */
+type TemplateSource = Pick<Plan, 'hostname' | 'role' | 'board' | 'base' | 'disk' | 'tool'>;
+
+/** The context every overlay template and cmdline word is rendered with. */
+function templateContext(plan: TemplateSource): Record<string, unknown> {
   return {
     hostname: plan.hostname,
     role: plan.role,
@@ -85,7 +118,7 @@ export function templateContext(plan: Plan): Record<string, unknown> {
   };
 }
 
-export function renderTemplate(source: string, plan: Plan, name: string): string {
+export function renderTemplate(source: string, plan: TemplateSource, name: string): string {
   try {
     return Handlebars.compile(source, { strict: true, noEscape: true })(templateContext(plan));
   } catch (e) {
@@ -104,66 +137,78 @@ function fileMode(layer: Layer, path: string): { mode: string; uid: number; gid:
   return { mode: (attrs.mode ?? '0644').padStart(4, '0'), uid: attrs.uid ?? 0, gid: attrs.gid ?? 0 };
 }
 
-function mergeSections(into: Record<string, string[]>, from: Record<string, string[]> | undefined): Record<string, string[]> {
-  for (const [section, lines] of Object.entries(from ?? {})) into[section] = [...(into[section] ?? []), ...lines];
-  return into;
+/**
+ * config.txt, along one path: composed (the board's sections, each layer's, then
+ * pi-image.yaml's), checked against the tuning profile (no overclock), then rendered after
+ * an existing image's own config.txt, which is kept as it is (not checked). Null for boards
+ * without a config.txt (the check still applies).
+ */
+function planConfigTxt(inputs: PlanInputs, imported: ImportedBase | undefined): string | null {
+  const { board, layers, config, tuning } = inputs;
+  const sections = concatSections(
+    // An existing image brings its own kernel and the lines that load it.
+    config.base ? undefined : board.boot.kernel_config_txt,
+    board.boot.config_txt,
+    ...layers.map((l) => l.config_txt),
+    // NVMe on a Pi 5 sits behind the external PCIe connector, off by default.
+    config.storage === 'nvme' ? { pi5: ['dtparam=pciex1'] } : undefined,
+    config.config_txt,
+  );
+  const overclock = forbiddenConfigTxtKeys(tuning.levers, sections);
+  if (overclock.length) {
+    throw new ConfigError(
+      `config.txt would overclock: ${overclock.map((h) => `"${h.line}" in [${h.section}]`).join(', ')}; the tuning profile ${tuning.profile.name} forbids it (lever ${overclock[0]?.lever})`,
+      'the measured figures are at nominal clocks: remove the key from the layer or pi-image.yaml, or switch the lever off with tuning: { no_overclock: false }',
+    );
+  }
+  if (!board.boot.config_txt) return null;
+  return renderConfigTxt(concatSections(parseConfigTxt(imported?.configTxt ?? ''), sections));
 }
 
-/** config.txt sections from the board, then each layer, then pi-image.yaml: composed once, rendered once. */
-export function composeConfigTxt(board: BoardProfile, layers: Layer[], config: Config): Record<string, string[]> {
-  const sections: Record<string, string[]> = {};
-  const add = (from: Record<string, string[]> | undefined) => mergeSections(sections, from);
-  if (!config.base) add(board.boot.kernel_config_txt);
-  add(board.boot.config_txt);
-  for (const layer of layers) add(layer.config_txt);
-  // NVMe on a Pi 5 sits behind the external PCIe connector, off by default.
-  if (config.storage === 'nvme') add({ pi5: ['dtparam=pciex1'] });
-  add(config.config_txt);
-  return sections;
+/** Freezes an object and everything it holds. */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
 }
 
-export function makePlan(
-  config: Config,
-  board: BoardProfile,
-  layers: Layer[],
-  tuning: { profile: TuningProfile; levers: ResolvedLever[] },
-  bootloader: BootloaderPlan,
-  env: NodeJS.ProcessEnv = process.env,
-  keyrings: Plan['base']['keyrings'] = [],
-  node: NodePlan = emptyNodePlan(config, board),
-): Plan {
+/**
+ * The plan of a build, from its inputs alone (pure, no I/O). A build on an existing disk
+ * image is planned twice: before its base stage without `imported` (the base stage's key
+ * does not depend on it), and after it with what the base stage read from the image — its
+ * disk id (so PARTUUIDs stay), its boot partition's place and size, and its own config.txt
+ * and cmdline.txt as the first layer of composition. That second plan is the final one.
+ */
+export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
+  const { config, board, layers, tuning, bootloader, keyrings, node, sourceDateEpoch } = inputs;
   const name = config.name ?? `pi-image-${board.name}`;
-  const suite = config.suite ?? board.suite;
-  const components = config.components ?? board.components;
   // An existing image brings its own kernel and firmware: only what the layers and the config add is installed.
   const boardPackages = config.base ? [] : board.packages;
-  const packages = [...new Set([...boardPackages, ...layers.flatMap((l) => l.packages), ...config.packages])].sort();
-  const enableUnits = [...new Set(layers.flatMap((l) => l.base_enable))].sort();
-  const diskId = diskIdFor(name, board.name);
-  const outDir = resolve(config.out);
-
   const base: Plan['base'] = {
-    suite,
+    suite: config.suite ?? board.suite,
     variant: board.variant,
     arch: board.arch,
     mirrors: config.mirrors,
-    components,
+    components: config.components ?? board.components,
     extraSources: config.apt.extra_sources,
     checkValidUntil: config.apt.check_valid_until,
-    packages,
-    enableUnits,
+    packages: [...new Set([...boardPackages, ...layers.flatMap((l) => l.packages), ...config.packages])].sort(),
+    enableUnits: [...new Set(layers.flatMap((l) => l.base_enable))].sort(),
     initramfsModules: config.base ? undefined : board.initramfs_modules,
     image: config.base ? { source: config.base.image, sha256: config.base.sha256 } : undefined,
     keyrings,
   };
-
-  const sdeFromEnv = env.SOURCE_DATE_EPOCH && /^\d+$/.test(env.SOURCE_DATE_EPOCH) ? Number(env.SOURCE_DATE_EPOCH) : undefined;
-  const sourceDateEpoch: Plan['sourceDateEpoch'] =
-    config.source_date_epoch !== undefined
-      ? { value: config.source_date_epoch, from: 'config' }
-      : sdeFromEnv !== undefined
-        ? { value: sdeFromEnv, from: 'environment' }
-        : { value: null, from: 'base rootfs' };
+  const diskId = imported?.diskId ?? diskIdFor(name, board.name);
+  const identity: TemplateSource = {
+    tool: { name: 'pi-image', version: TOOL_VERSION },
+    board: { name: board.name, description: board.description, arch: board.arch },
+    role: config.role,
+    hostname: config.hostname,
+    base,
+    disk: { diskId, bootPartuuid: `${diskId}-01`, rootPartuuid: `${diskId}-02`, headroomMib: config.rootfs.headroom_mib },
+  };
 
   const plannedLayers: PlannedLayer[] = layers.map((layer) => ({
     name: layer.name,
@@ -175,112 +220,55 @@ export function makePlan(
     mask: layer.mask,
   }));
 
+  const cmdlineWords = [...board.boot.cmdline, ...layers.flatMap((l) => l.cmdline)].map((w, i) => renderTemplate(w, identity, `cmdline word ${i + 1}`));
+  const boot: Plan['boot'] = {
+    offsetMib: imported?.bootOffsetMib ?? board.boot.offset_mib,
+    partitionMib: imported?.bootMib ?? board.boot.partition_mib,
+    copy: config.base ? [] : board.boot.copy,
+    // An existing image's own words first: a board or layer word with the same key replaces one.
+    cmdline: renderCmdline([...parseCmdline(imported?.cmdline ?? ''), ...cmdlineWords]),
+    configTxt: planConfigTxt(inputs, imported),
+  };
+  const planTuning: Plan['tuning'] = { profile: tuning.profile.name, levers: tuning.levers };
+
+  // The image is identified by its content: the same file under another path or URL is the same base.
+  const baseKey = contentHash({ recipe: STAGE_RECIPES.base, base: { ...base, image: base.image?.sha256, keyrings: base.keyrings.map((k) => k.sha256) } });
+  const layersKey = contentHash({
+    recipe: STAGE_RECIPES.layers,
+    base: baseKey,
+    layers: plannedLayers.map(({ origin: _origin, ...rest }) => rest),
+    context: templateContext(identity),
+    boot,
+    tuning: planTuning,
+    bootloader,
+    node: { settings: node.settings, files: node.files.map(({ source: _source, ...f }) => f), authorizedKeys: node.authorizedKeys },
+    sde: sourceDateEpoch.value,
+  });
+
   const plan: Plan = {
-    tool: { name: 'pi-image', version: TOOL_VERSION },
-    board: { name: board.name, description: board.description, arch: board.arch },
-    role: config.role,
-    hostname: config.hostname,
+    tool: identity.tool,
+    board: identity.board,
+    role: identity.role,
+    hostname: identity.hostname,
     base,
     layers: plannedLayers,
-    tuning: { profile: tuning.profile.name, levers: tuning.levers },
+    tuning: planTuning,
     bootloader,
-    engine: node.settings.engine.name,
     node,
-    boot: {
-      offsetMib: board.boot.offset_mib,
-      partitionMib: board.boot.partition_mib,
-      copy: config.base ? [] : board.boot.copy,
-      cmdlineWords: [],
-      cmdline: '',
-      configSections: null,
-      configTxt: null,
-    },
-    disk: { diskId, bootPartuuid: `${diskId}-01`, rootPartuuid: `${diskId}-02`, headroomMib: config.rootfs.headroom_mib },
+    boot,
+    disk: identity.disk,
     sourceDateEpoch,
     compressionLevel: config.compression.level,
     outputs: {
-      dir: outDir,
+      dir: config.out,
       img: `${name}.img`,
       zst: `${name}.img.zst`,
       bmap: `${name}.bmap`,
       sums: 'SHA256SUMS',
       manifest: 'manifest.json',
     },
-    cacheKeys: { base: '', layers: '' },
+    cacheKeys: { base: baseKey, layers: layersKey },
   };
-  const cmdlineWords = [...board.boot.cmdline, ...layers.flatMap((l) => l.cmdline)];
-  plan.boot.cmdlineWords = cmdlineWords.map((w, i) => renderTemplate(w, plan, `cmdline word ${i + 1}`));
-  plan.boot.cmdline = renderCmdline(plan.boot.cmdlineWords);
-  const sections = composeConfigTxt(board, layers, config);
-  const overclock = forbiddenConfigTxtKeys(plan.tuning.levers, sections);
-  if (overclock.length) {
-    throw new ConfigError(
-      `config.txt would overclock: ${overclock.map((h) => `"${h.line}" in [${h.section}]`).join(', ')}; the tuning profile ${tuning.profile.name} forbids it (lever ${overclock[0]?.lever})`,
-      'the measured figures are at nominal clocks: remove the key from the layer or pi-image.yaml, or switch the lever off with tuning: { no_overclock: false }',
-    );
-  }
-  plan.boot.configSections = board.boot.config_txt ? sections : null;
-  plan.boot.configTxt = board.boot.config_txt ? renderConfigTxt(sections) : null;
-
-  // The image is identified by its content: the same file under another path or URL is the same base.
-  plan.cacheKeys.base = contentHash({ recipe: STAGE_RECIPES.base, base: { ...base, image: base.image?.sha256, keyrings: base.keyrings.map((k) => k.sha256) } });
-  plan.cacheKeys.layers = contentHash({
-    recipe: STAGE_RECIPES.layers,
-    base: plan.cacheKeys.base,
-    layers: plannedLayers.map(({ origin: _origin, ...rest }) => rest),
-    context: templateContext(plan),
-    boot: plan.boot,
-    tuning: plan.tuning,
-    bootloader,
-    node: { settings: node.settings, files: node.files.map(({ source: _source, ...f }) => f), authorizedKeys: node.authorizedKeys },
-    sde: sourceDateEpoch.value,
-  });
-  return plan;
-}
-
-export function outputPath(plan: Plan, key: keyof Plan['outputs']): string {
-  return key === 'dir' ? plan.outputs.dir : join(plan.outputs.dir, plan.outputs[key]);
-}
-
-/** What the base stage learned from an existing disk image. */
-export interface ImportedBase {
-  diskId: string;
-  bootOffsetMib: number;
-  bootMib: number;
-  configTxt?: string;
-  cmdline?: string;
-}
-
-/** Parses config.txt into sections (comments dropped); lines before any [section] belong to [all]. */
-export function parseConfigTxt(text: string): Record<string, string[]> {
-  const sections: Record<string, string[]> = {};
-  let current = 'all';
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (!line || line.startsWith('#')) continue;
-    const header = /^\[(.+)\]$/.exec(line);
-    if (header) current = header[1] as string;
-    else (sections[current] ??= []).push(line);
-  }
-  return sections;
-}
-
-/**
- * The plan for a build on an existing image, once its base stage has read it: the image's
- * disk id (so PARTUUIDs stay), its boot partition's place and size, and its own
- * config.txt and cmdline.txt as the first layer of composition.
- */
-export function adoptImportedBase(plan: Plan, imported: ImportedBase): Plan {
-  const next: Plan = structuredClone(plan);
-  next.disk = { ...plan.disk, diskId: imported.diskId, bootPartuuid: `${imported.diskId}-01`, rootPartuuid: `${imported.diskId}-02` };
-  next.boot.offsetMib = imported.bootOffsetMib;
-  next.boot.partitionMib = imported.bootMib;
-  const rerendered = plan.boot.cmdlineWords.map((w) => w.replaceAll(plan.disk.diskId, imported.diskId));
-  next.boot.cmdlineWords = [...(imported.cmdline?.trim().split(/\s+/).filter(Boolean) ?? []), ...rerendered];
-  next.boot.cmdline = renderCmdline(next.boot.cmdlineWords);
-  if (plan.boot.configSections) {
-    next.boot.configSections = mergeSections(mergeSections({}, parseConfigTxt(imported.configTxt ?? '')), plan.boot.configSections);
-    next.boot.configTxt = renderConfigTxt(next.boot.configSections);
-  }
-  return next;
+  // A copy: the plan shares nothing with its inputs, so freezing it leaves them alone.
+  return deepFreeze(structuredClone(plan));
 }

@@ -2,7 +2,8 @@ import { access, readFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { arch } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { execa } from 'execa';
+import { silentReporter } from '../progress.js';
+import { runTool } from './run.js';
 
 export interface HostTool {
   name: string;
@@ -52,7 +53,7 @@ async function onPath(command: string, pathVar = process.env.PATH ?? ''): Promis
 }
 
 /** mke2fs learned to read a tarball with -d in e2fsprogs 1.47.1. */
-export function mke2fsReadsTar(versionLine: string): boolean {
+function mke2fsReadsTar(versionLine: string): boolean {
   const m = /mke2fs (\d+)\.(\d+)(?:\.(\d+))?/.exec(versionLine);
   if (!m) return false;
   const [maj, min, patch] = [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
@@ -74,10 +75,12 @@ export async function checkHost(pathVar = process.env.PATH ?? ''): Promise<HostC
   }
   const e2fs = checks.find((c) => c.name === 'e2fsprogs');
   if (e2fs?.ok) {
-    const { stderr } = await execa('mke2fs', ['-V'], { reject: false, env: { PATH: pathVar } });
-    if (!mke2fsReadsTar(stderr)) {
+    // mke2fs prints its version on stderr; whatever it printed is judged, even if it failed.
+    const printed: string[] = [];
+    await runTool('mke2fs', ['-V'], { stage: 'host check', reporter: silentReporter, env: { PATH: pathVar }, onLine: (line) => printed.push(line) }).catch(() => undefined);
+    if (!mke2fsReadsTar(printed.join('\n'))) {
       e2fs.ok = false;
-      e2fs.detail = `${stderr.split('\n')[0]} cannot read a tarball (-d); 1.47.1 or newer is needed`;
+      e2fs.detail = `${printed[0] ?? 'mke2fs'} cannot read a tarball (-d); 1.47.1 or newer is needed`;
       e2fs.fix = HOST_TOOLS.find((t) => t.name === 'e2fsprogs')?.fix;
     }
   }

@@ -1,6 +1,7 @@
+import { checkUnitName } from '../catalog/unit-name.js';
 import type { Plan } from '../plan/plan.js';
 import type { Reporter } from '../progress.js';
-import { runTool } from './run.js';
+import { runTool, shellQuote } from './run.js';
 
 /** mmdebstrap's own phase messages, in the order it prints them: our progress measure. */
 const PHASES: [RegExp, string][] = [
@@ -16,7 +17,7 @@ const PHASES: [RegExp, string][] = [
   [/success in/i, 'done'],
 ];
 
-/** The mmdebstrap command line for a plan's base rootfs. Pure: unit-tested. */
+/** The mmdebstrap command line for a plan's base rootfs. Pure: unit-tested. Throws on a unit name that is not one. */
 export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root: boolean; keyringDir?: string }): string[] {
   const args = [
     `--mode=${opts.root ? 'root' : 'unshare'}`,
@@ -41,7 +42,8 @@ export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root:
       `--setup-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks" && printf 'MODULES=list\\n' > "$1/etc/initramfs-tools/conf.d/pi-image.conf" && printf '#!/bin/sh\\n[ "$1" = prereqs ] && exit 0\\n. /usr/share/initramfs-tools/hook-functions\\nfor m in ${modules}; do manual_add_modules "$m"; done\\n' > "$1/etc/initramfs-tools/hooks/pi-image-modules" && chmod 0755 "$1/etc/initramfs-tools/hooks/pi-image-modules"`,
     );
   }
-  for (const unit of base.enableUnits) args.push(`--customize-hook=chroot "$1" systemctl enable ${unit}`);
+  // The hook runs in a shell as root: a checked unit name, quoted, after `--`.
+  for (const unit of base.enableUnits) args.push(`--customize-hook=chroot "$1" systemctl enable -- ${shellQuote(checkUnitName(unit, 'base_enable'))}`);
   // Apt's downloaded lists and archives are not part of an image.
   args.push('--skip=cleanup/apt/lists', '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin');
   args.push(base.suite, output);
@@ -55,7 +57,7 @@ export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root:
 export async function runMmdebstrap(
   base: Plan['base'],
   output: string,
-  opts: { root: boolean; reporter: Reporter; signal?: AbortSignal; sourceDateEpoch?: number; keyringDir?: string },
+  opts: { root: boolean; reporter: Reporter; signal?: AbortSignal; keyringDir?: string },
 ): Promise<void> {
   const args = mmdebstrapArgs(base, output, { root: opts.root, keyringDir: opts.keyringDir });
   let phase = 0;
@@ -65,7 +67,6 @@ export async function runMmdebstrap(
       stage: 'base',
       reporter: opts.reporter,
       signal: opts.signal,
-      env: opts.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch) },
       hint: 'see the last lines of mmdebstrap above; a package name, suite or mirror is the usual cause',
       onLine: (line) => {
         tail.push(line);

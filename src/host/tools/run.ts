@@ -1,19 +1,27 @@
 import { closeSync, openSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
 import { execa, ExecaError } from 'execa';
 import { DiskFullError, HostToolMissingError, StageError } from '../errors.js';
 import type { Reporter } from '../progress.js';
 import { HOST_TOOLS } from './host-tools.js';
 
+/*
+ * Every external process pi-image starts goes through this file: runTool for a tool that runs
+ * to its end (its output captured, a failure turned into an error the CLI explains), startTool
+ * for one that keeps running beside pi-image (QEMU, the port relay). Both use execa, which
+ * also kills whatever still runs when pi-image exits.
+ */
+
 export interface RunOptions {
   stage: string;
   reporter: Reporter;
   env?: Record<string, string>;
-  cwd?: string;
   /** Called for every line the tool prints (stdout and stderr), e.g. to parse progress. */
   onLine?: (line: string) => void;
   signal?: AbortSignal;
   /** What to tell the user when the command fails. */
   hint?: string;
+  /** Written to the tool's standard input (otherwise it has none). */
   input?: string;
   /** Send the tool's standard output to this file instead of reading it. */
   stdoutFile?: string;
@@ -21,7 +29,7 @@ export interface RunOptions {
 
 const TAIL_LINES = 25;
 
-/** Runs one external tool; every tool the project uses goes through here. */
+/** Runs one external tool to its end; resolves with its standard output, rejects with a user error. */
 export async function runTool(command: string, args: string[], opts: RunOptions): Promise<string> {
   const tail: string[] = [];
   const onLine = (line: string) => {
@@ -33,7 +41,6 @@ export async function runTool(command: string, args: string[], opts: RunOptions)
   const outFd = opts.stdoutFile ? openSync(opts.stdoutFile, 'w') : undefined;
   const child = execa(command, args, {
     env: { LC_ALL: 'C.UTF-8', ...opts.env },
-    cwd: opts.cwd,
     cancelSignal: opts.signal,
     input: opts.input,
     stdin: opts.input === undefined ? 'ignore' : undefined,
@@ -52,6 +59,50 @@ export async function runTool(command: string, args: string[], opts: RunOptions)
   } finally {
     if (outFd !== undefined) closeSync(outFd);
   }
+}
+
+export interface StartOptions {
+  /** Added to this process's environment. */
+  env?: Record<string, string>;
+  /** 'pipe' to write to the process (QEMU's serial console); default: no input. */
+  stdin?: 'pipe' | 'ignore';
+  /** 'inherit' shares pi-image's stderr; default: readable from the handle. */
+  stderr?: 'pipe' | 'inherit';
+}
+
+/** A process started by startTool. */
+export interface ToolProcess {
+  /** Set when started with `stdin: 'pipe'`. */
+  readonly stdin: Writable | null;
+  readonly stdout: Readable | null;
+  /** Set unless stderr is inherited. */
+  readonly stderr: Readable | null;
+  /** Settles when the process has ended, however it ended (even if it never started): never rejects. */
+  readonly ended: Promise<{ exitCode?: number; signal?: string }>;
+  /** Sends a signal (default SIGTERM, followed by SIGKILL if the process still runs 5 s later). */
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/**
+ * Starts a process that runs beside pi-image until it ends or is killed, e.g. QEMU. Nothing
+ * of its output is kept here: read its streams. Its end, whatever the exit status, is no error.
+ */
+export function startTool(command: string, args: string[], opts: StartOptions = {}): ToolProcess {
+  const child = execa(command, args, {
+    env: opts.env,
+    stdin: opts.stdin ?? 'ignore',
+    stdout: 'pipe',
+    stderr: opts.stderr ?? 'pipe',
+    reject: false,
+    buffer: false,
+  });
+  return {
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    ended: child.then((r) => ({ exitCode: r.exitCode, signal: r.signal })),
+    kill: (signal) => void child.kill(signal),
+  };
 }
 
 function splitLines(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): void {
@@ -93,6 +144,7 @@ function toUserError(command: string, args: string[], error: unknown, tail: stri
   return error instanceof Error ? error : new Error(String(error));
 }
 
+/** A word as a POSIX shell reads it back: left as it is when it is plain, else in single quotes. */
 export function shellQuote(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }

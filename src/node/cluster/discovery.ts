@@ -1,22 +1,55 @@
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
-import { lanAddresses } from '../identity.js';
+import { lanAddresses, sameSubnet } from '../identity.js';
 import { AnnouncementVerifier, sign, type Announcement, type Counters } from '../../shared/discovery-protocol.js';
 
-export type OwnState = Omit<Announcement, 'v' | 'boot' | 'seq' | 'addresses'>;
+export type OwnState = Omit<Announcement, 'v' | 'boot' | 'seq' | 'addresses' | 'seen' | 'leaving'>;
+
+/** Datagrams one address may send in a burst, and per second after it: a real peer sends a handful a minute. */
+const BURST = 20;
+const PER_SECOND = 10;
+/** Addresses the rate limiter tracks (spoofed sources must not grow the agent's memory). */
+const TRACKED_SOURCES = 256;
+/** At most one answer per second to a peer's unproven announcements (replays must not make a broadcast storm). */
+const ANSWER_INTERVAL_MS = 1000;
+/** How long the LAN's addresses are trusted before asking the kernel again (not per datagram). */
+const LAN_CACHE_MS = 1000;
+
+/** A token bucket per source address, with a bounded table. */
+class SourceLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  allow(source: string, now: number): boolean {
+    let b = this.buckets.get(source);
+    if (!b) {
+      if (this.buckets.size >= TRACKED_SOURCES) this.buckets.delete(this.buckets.keys().next().value as string);
+      b = { tokens: BURST, at: now };
+      this.buckets.set(source, b);
+    }
+    b.tokens = Math.min(BURST, b.tokens + ((now - b.at) / 1000) * PER_SECOND);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens--;
+    return true;
+  }
+}
 
 /**
  * Authenticated announcements over UDP broadcast on every LAN interface. Event driven: a node
  * announces when its state changes and answers a peer it has not heard from in this boot
  * (a new or restarted node), so a quiet cluster sends nothing. While a node is still
  * assembling (`eager`), it repeats its announcement with back-off against lost datagrams.
+ * Nothing a datagram holds can throw out of the listener or grow memory without bound.
  */
 export class Discovery {
   private socket?: Socket;
-  private readonly boot = randomBytes(8).toString('hex');
+  private readonly boot: string;
   private seq = 0;
   private readonly verifier: AnnouncementVerifier;
   private readonly heardBoots = new Map<string, string>();
+  private readonly limiter = new SourceLimiter();
+  private readonly answered = new Map<string, number>();
+  private lan: { at: number; addresses: ReturnType<typeof lanAddresses> } = { at: -Infinity, addresses: [] };
   private repeatTimer?: NodeJS.Timeout;
   private repeatDelay = 1000;
   private eager = true;
@@ -29,12 +62,21 @@ export class Discovery {
       state: () => OwnState;
       /** `peer.addresses` comes first-reordered: the address its datagram came from (the one this node reaches it at). */
       onPeer: (peer: Announcement, fresh: boolean) => void;
+      /** A peer's agent said it is stopping. */
+      onLeft: (node: string) => void;
       /** Whether a settled node answers this peer's repeated announcement (the peer waits for word from it). */
       shouldAnswer: (peer: Announcement) => boolean;
       log: (line: string) => void;
+      /** The LAN's addresses (tests give their own). */
+      lanAddresses?: typeof lanAddresses;
+      now?: () => number;
+      /** Sends a datagram instead of broadcasting it on the socket, and no repeat timer runs (tests). */
+      transmit?: (datagram: Buffer) => void;
+      bootId?: string;
     },
   ) {
-    this.verifier = new AnnouncementVerifier(opts.secret, opts.cluster);
+    this.boot = opts.bootId ?? randomBytes(8).toString('hex');
+    this.verifier = new AnnouncementVerifier(opts.secret, opts.cluster, this.boot);
   }
 
   get counters(): Counters {
@@ -55,6 +97,15 @@ export class Discovery {
     this.announce();
   }
 
+  /** Tells the peers this agent stops (they drop it from their firewalls), then closes. */
+  async leave(): Promise<void> {
+    clearTimeout(this.repeatTimer);
+    // Best effort: a stop must not hang on a LAN that is gone.
+    await Promise.race([Promise.all(this.send(true)), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    this.socket?.close();
+    this.socket = undefined;
+  }
+
   stop(): void {
     clearTimeout(this.repeatTimer);
     this.socket?.close();
@@ -66,15 +117,37 @@ export class Discovery {
     this.eager = eager;
     this.repeatDelay = 1000;
     clearTimeout(this.repeatTimer);
-    if (eager) this.scheduleRepeat();
+    if (eager && !this.opts.transmit) this.scheduleRepeat();
   }
 
   /** Broadcasts this node's current state on every LAN interface. */
   announce(): void {
-    const addrs = lanAddresses();
-    const message = sign({ ...this.opts.state(), boot: this.boot, seq: ++this.seq, addresses: addrs.map((a) => a.address) }, this.opts.secret);
-    for (const target of new Set(addrs.map((a) => a.broadcast))) this.socket?.send(message, this.opts.port, target, () => undefined);
-    if (this.eager) this.scheduleRepeat();
+    void this.send(false);
+    if (this.eager && !this.opts.transmit) this.scheduleRepeat();
+  }
+
+  /** The datagram this node would send now (also what the tests feed to another node). */
+  datagram(leaving = false): Buffer {
+    const addresses = this.lanNow().map((a) => a.address);
+    return sign({ ...this.opts.state(), boot: this.boot, seq: ++this.seq, addresses, seen: this.verifier.seenBoots(), ...(leaving ? { leaving } : {}) }, this.opts.secret);
+  }
+
+  private send(leaving: boolean): Promise<void>[] {
+    const message = this.datagram(leaving);
+    if (this.opts.transmit) return [Promise.resolve(this.opts.transmit(message))];
+    return [...new Set(this.lanNow().map((a) => a.broadcast))].map(
+      (target) => new Promise<void>((resolve) => (this.socket ? this.socket.send(message, this.opts.port, target, () => resolve()) : resolve())),
+    );
+  }
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
+  private lanNow(): ReturnType<typeof lanAddresses> {
+    const now = this.now();
+    if (now - this.lan.at >= LAN_CACHE_MS) this.lan = { at: now, addresses: (this.opts.lanAddresses ?? lanAddresses)() };
+    return this.lan.addresses;
   }
 
   private scheduleRepeat(): void {
@@ -85,14 +158,48 @@ export class Discovery {
     }, this.repeatDelay);
   }
 
-  private receive(datagram: Buffer, from: string): void {
-    if (datagram.length > 8192) return;
-    if (lanAddresses().some((a) => a.address === from)) return; // our own broadcast
-    const peer = this.verifier.verify(datagram);
-    if (!peer || peer.node === this.opts.state().node) return;
-    // The sender's address must be one it signed; it comes first: that is where this node reaches it.
-    if (!peer.addresses.includes(from)) return;
-    peer.addresses = [from, ...peer.addresses.filter((a) => a !== from)];
+  /** One datagram off the socket. Never throws: a bug here must not stop the agent. */
+  receive(datagram: Buffer, from: string): void {
+    try {
+      this.handle(datagram, from);
+    } catch (e) {
+      this.counters.malformed++;
+      this.opts.log(`discovery: dropped a datagram from ${from}: ${(e as Error).message}`);
+    }
+  }
+
+  private handle(datagram: Buffer, from: string): void {
+    if (!this.limiter.allow(from, this.now())) {
+      this.counters.flood++;
+      return;
+    }
+    const lan = this.lanNow();
+    if (lan.some((a) => a.address === from)) return; // our own broadcast
+    const verdict = this.verifier.verify(datagram);
+    if (!verdict) return;
+    const peer = verdict.announcement;
+    if (peer.node === this.opts.state().node) return;
+    // The sender's address must be one it signed, on one of our subnets; it comes first: that is
+    // where this node reaches it. Other addresses it signed count only on our subnets too.
+    const local = (a: string) => lan.some((l) => sameSubnet(a, l.address, l.netmask));
+    if (!peer.addresses.includes(from) || !local(from)) return;
+    peer.addresses = [from, ...peer.addresses.filter((a) => a !== from && local(a))];
+    if (verdict.fresh === 'unproven') {
+      // It may be a replay; if it is real, our answer names its boot and its next words prove it.
+      const last = this.answered.get(peer.node) ?? -Infinity;
+      if (this.now() - last >= ANSWER_INTERVAL_MS && !peer.leaving) {
+        this.answered.set(peer.node, this.now());
+        this.announce();
+      }
+      return;
+    }
+    if (peer.leaving) {
+      this.verifier.forget(peer.node);
+      this.heardBoots.delete(peer.node);
+      this.answered.delete(peer.node);
+      this.opts.onLeft(peer.node);
+      return;
+    }
     const fresh = this.heardBoots.get(peer.node) !== peer.boot;
     this.heardBoots.set(peer.node, peer.boot);
     this.opts.onPeer(peer, fresh);

@@ -35,6 +35,10 @@ export interface EngineAdapter {
   name: 'llama.cpp' | 'dllama';
   /** The port workers listen on by default. */
   workerPort: number;
+  /** Ports of this engine that only cluster members may reach (the firewall adds the root's private API port). */
+  firewallPorts: number[];
+  /** How many of `available` nodes (root included) the engine can run with after a failover. */
+  usableNodes(available: number): number;
   /** Problems with a cluster shape (e.g. dllama needs a power of two), empty when it works. */
   checkCluster(nodes: number, opts: { kvHeads?: number }): string[];
   root(launch: RootLaunch): LaunchLine;
@@ -43,4 +47,4 @@ export interface EngineAdapter {
   readinessPath: string;
 }
 
-export const isIPv4 = (s: string) => /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/.test(s);
+// Kept here for the modules that still import it from the adapter.

@@ -1,4 +1,5 @@
-import { isIPv4, type EngineAdapter } from './adapter.js';
+import { isIPv4 } from '../ipv4.js';
+import type { EngineAdapter } from './adapter.js';
 
 /**
  * distributed-llama: tensor parallel, all-reduce per layer; brought by the user as prebuilt
@@ -8,7 +9,11 @@ import { isIPv4, type EngineAdapter } from './adapter.js';
 export const dllama: EngineAdapter = {
   name: 'dllama',
   workerPort: 9990,
+  // 9998 is dllama's own default worker port: closed too, should a worker be started by hand.
+  firewallPorts: [9990, 9998],
   readinessPath: '/v1/models',
+  // A power of two: 3 nodes left after a failover run as 2.
+  usableNodes: (available) => (available < 1 ? 0 : 2 ** Math.floor(Math.log2(available))),
   checkCluster: (nodes, { kvHeads }) => {
     const problems: string[] = [];
     if (nodes < 1 || (nodes & (nodes - 1)) !== 0) problems.push(`dllama needs a power-of-two number of nodes (root included), not ${nodes}`);
@@ -33,6 +38,10 @@ export const dllama: EngineAdapter = {
       ],
     };
   },
-  worker: (l) => ({ command: 'dllama', args: ['worker', '--port', String(l.port), '--nthreads', String(l.threads)] }),
+  worker: (l) => {
+    // `--host` (v0.16.4 on, as dllama-api's above) binds with inet_addr: an IPv4 literal only.
+    if (!isIPv4(l.bindAddress)) throw new Error(`dllama worker --host takes an IPv4 literal, not ${JSON.stringify(l.bindAddress)}`);
+    return { command: 'dllama', args: ['worker', '--host', l.bindAddress, '--port', String(l.port), '--nthreads', String(l.threads)] };
+  },
 };
 

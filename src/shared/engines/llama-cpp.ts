@@ -4,7 +4,9 @@ import type { EngineAdapter } from './adapter.js';
 export const llamaCpp: EngineAdapter = {
   name: 'llama.cpp',
   workerPort: 50052,
+  firewallPorts: [50052],
   readinessPath: '/health',
+  usableNodes: (available) => available,
   checkCluster: (nodes) => (nodes < 1 ? ['a cluster needs at least one node'] : []),
   root: (l) => ({
     command: 'llama-server',

@@ -49,7 +49,7 @@ export interface ResolvedLever {
 }
 
 /** Levers that shape this image: on, and meant for this board. */
-export const activeLevers = (levers: ResolvedLever[]) => levers.filter((l) => l.enabled && l.onBoard);
+export const activeLevers = (levers: readonly ResolvedLever[]) => levers.filter((l) => l.enabled && l.onBoard);
 
 /** What the node checks itself against: written into the image (TUNING_STATE_PATH), read by `pi-node doctor`. */
 export interface TuningState {

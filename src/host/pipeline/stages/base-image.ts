@@ -2,6 +2,7 @@ import { copyFile, mkdtemp, open, readFile, rm, rmdir, stat, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PiImageError } from '../../errors.js';
+import { checkUnitName } from '../../catalog/unit-name.js';
 import { readPartitionTable } from '../../disk/partition-table.js';
 import { MIB, SECTOR } from '../../disk/layout.js';
 import { MTOOLS_ENV } from '../../disk/fat.js';
@@ -118,7 +119,7 @@ export async function runImageBaseStage(opts: { plan: Plan; outDir: string; cach
         await chroot(['apt-get', 'clean']);
         await chroot(['sh', '-c', 'rm -rf /var/lib/apt/lists/*']);
       }
-      for (const unit of plan.base.enableUnits) await chroot(['systemctl', 'enable', unit]);
+      for (const unit of plan.base.enableUnits) await chroot(['systemctl', 'enable', '--', checkUnitName(unit, 'base_enable')]);
     }, { stage: STAGE, reporter, signal });
 
     reporter.emit({ type: 'stage-progress', stage: STAGE, fraction: 0.8, detail: 'packing the rootfs' });

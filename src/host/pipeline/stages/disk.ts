@@ -5,10 +5,11 @@ import type { Reporter } from '../../progress.js';
 import { makeRootFilesystem } from '../../disk/ext4.js';
 import { addBootFiles, makeBootFilesystem } from '../../disk/fat.js';
 import { BOOT_SECRETS_DIR } from '../../../shared/node-paths.js';
-import { derivedFatVolumeId, MIB, planLayout, type DiskLayout } from '../../disk/layout.js';
+import { MIB, planLayout, type DiskLayout } from '../../disk/layout.js';
 import { readPartitionTable, writePartitionTable, type PartitionTable } from '../../disk/partition-table.js';
 import type { Plan } from '../../plan/plan.js';
 import type { LayersMeta } from './layers.js';
+import { SECRET_FILE_MODE } from '../output-dir.js';
 
 export interface DiskResult {
   layout: DiskLayout;
@@ -54,7 +55,7 @@ export async function runDiskStage(opts: {
   });
   await checkFreeSpace(dirname(opts.image), bytesNeeded(opts.layers, layout), plan.outputs.dir);
 
-  const handle = await open(opts.image, 'w');
+  const handle = await open(opts.image, 'w', SECRET_FILE_MODE); // its boot partition will hold the secrets
   await handle.truncate(layout.totalBytes); // sparse: only written blocks use space
   await handle.close();
 
@@ -64,7 +65,6 @@ export async function runDiskStage(opts: {
   await makeBootFilesystem({
     image: opts.image,
     layout,
-    volumeId: derivedFatVolumeId(plan.disk.diskId),
     contentDir: join(opts.layersDir, 'boot'),
     sourceDateEpoch: opts.layers.sourceDateEpoch,
     reporter,

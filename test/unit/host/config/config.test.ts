@@ -1,5 +1,12 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configFlags, redactConfig, resolveConfig } from '../../../../src/host/config/config.js';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
+import { configFlags, findConfigFile, loadConfig, redactConfig, resolveConfig } from '../../../../src/host/config/config.js';
 import { ConfigError } from '../../../../src/host/errors.js';
 
 describe('configuration', () => {
@@ -54,5 +61,57 @@ describe('configuration', () => {
     const redacted = JSON.stringify(redactConfig(config));
     expect(redacted).not.toContain('s3cret');
     expect(redacted).toContain('https://<redacted>@mirror.example/debian');
+  });
+
+  it("makes every path absolute once: relative to the config file's folder, --out to the working directory", () => {
+    const file = {
+      out: 'images',
+      base: { image: 'raspios.img.xz', sha256: 'a'.repeat(64) },
+      apt: { extra_sources: [{ uris: ['http://x/'], suites: ['s'], components: ['main'], signed_by: 'keys/x.gpg' }] },
+      layers: ['./mine', 'engine-llama-cpp', '/abs/layer'],
+      bootloader: { image: 'eeprom/pieeprom.bin' },
+      cluster: { secret_file: 'cluster.secret', api_token_file: '../api.token' },
+      engine: { dllama_dir: 'bin' },
+      model: { path: 'm.gguf' },
+      user: { ssh_keys: ['id.pub', '/home/me/.ssh/id_ed25519.pub'] },
+    };
+    const config = resolveConfig(file, {}, { dir: '/etc/conf' });
+    expect(config.out).toBe('/etc/conf/images');
+    expect(config.base?.image).toBe('/etc/conf/raspios.img.xz');
+    expect(config.apt.extra_sources[0]?.signed_by).toBe('/etc/conf/keys/x.gpg');
+    expect(config.layers).toEqual(['/etc/conf/mine', 'engine-llama-cpp', '/abs/layer']);
+    expect(config.bootloader).toEqual({ image: '/etc/conf/eeprom/pieeprom.bin' });
+    expect(config.cluster).toMatchObject({ secret_file: '/etc/conf/cluster.secret', api_token_file: '/etc/api.token' });
+    expect(config.engine.dllama_dir).toBe('/etc/conf/bin');
+    expect(config.model?.path).toBe('/etc/conf/m.gguf');
+    expect(config.user.ssh_keys).toEqual(['/etc/conf/id.pub', '/home/me/.ssh/id_ed25519.pub']);
+    expect(file.out).toBe('images'); // the file's data is left as it was
+
+    expect(resolveConfig(file, { out: 'elsewhere' }, { dir: '/etc/conf' }).out).toBe(join(process.cwd(), 'elsewhere'));
+    expect(resolveConfig({}, {}, { dir: '/etc/conf' }).out).toBe(join(process.cwd(), 'out'));
+    expect(resolveConfig({ base: { image: 'https://example.org/raspios.img.xz', sha256: 'a'.repeat(64) } }, {}, { dir: '/etc/conf' }).base?.image).toBe('https://example.org/raspios.img.xz');
+  });
+
+  it('reads ./pi-image.yaml when no --config is given, with its paths relative to it; none there: flags and defaults', async () => {
+    const here = mkdtempSync(join(tmpdir(), 'pi-image-cwd-'));
+    expect(await findConfigFile(undefined, here)).toBeUndefined();
+    expect((await loadConfig(undefined, {}, here)).hostname).toBe('pi-image');
+    writeFileSync(join(here, 'pi-image.yaml'), 'hostname: from-the-file\nmodel: { path: models/m.gguf }\n');
+    expect(await findConfigFile(undefined, here)).toBe(join(here, 'pi-image.yaml'));
+    const config = await loadConfig(undefined, {}, here);
+    expect(config.hostname).toBe('from-the-file');
+    expect(config.model?.path).toBe(join(here, 'models/m.gguf'));
+    // --config wins over the file in the working directory.
+    const other = mkdtempSync(join(tmpdir(), 'pi-image-other-'));
+    writeFileSync(join(other, 'x.yaml'), 'hostname: from-x\n');
+    expect((await loadConfig(join(other, 'x.yaml'), {}, here)).hostname).toBe('from-x');
+  });
+
+  it('the example config that ships in docs/ is valid, and its editor modeline names the schema', () => {
+    const text = readFileSync(join(REPO_ROOT, 'docs/examples/pi-image.yaml'), 'utf8');
+    const modeline = /^# yaml-language-server: \$schema=(.+)$/m.exec(text)?.[1] as string;
+    expect(existsSync(join(REPO_ROOT, 'docs/examples', modeline))).toBe(true);
+    const config = resolveConfig(parseYaml(text), {}, { dir: join(REPO_ROOT, 'docs/examples') });
+    expect(config).toMatchObject({ board: 'pi5', storage: 'nvme', cluster: { name: 'lab', size: 4 } });
   });
 });

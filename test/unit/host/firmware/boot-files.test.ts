@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mergeSectionLines, renderCmdline, renderConfigTxt } from '../../../../src/host/firmware/boot-files.js';
+import { concatSections, mergeSectionLines, parseCmdline, parseConfigTxt, renderCmdline, renderConfigTxt } from '../../../../src/host/firmware/boot-files.js';
 
 describe('config.txt', () => {
   it('renders [all] first, then the other sections in order', () => {
@@ -16,9 +16,16 @@ describe('config.txt', () => {
     ]);
   });
 
-  it('is stable: same input, same bytes', () => {
-    const sections = { all: ['a=1', 'b=2'], pi5: ['c=3'] };
-    expect(renderConfigTxt(sections)).toBe(renderConfigTxt(structuredClone(sections)));
+  it('skips empty sections and takes another header', () => {
+    expect(renderConfigTxt({ all: ['a=1', 'b=2', 'a=3'], cm4: [], pi5: ['c=3'] }, '# test')).toBe('# test\n\n[all]\na=3\nb=2\n\n[pi5]\nc=3\n');
+  });
+
+  it('parses an existing config.txt into sections: comments dropped, lines before any section in [all]', () => {
+    expect(parseConfigTxt('# Pi OS\ndtparam=audio=on\n\n[cm4]\notg_mode=1\n[all]\n  arm_boost=1\n')).toEqual({ all: ['dtparam=audio=on', 'arm_boost=1'], cm4: ['otg_mode=1'] });
+  });
+
+  it('composes sections in order: each section\'s lines appended, new sections last', () => {
+    expect(concatSections({ all: ['a=1'], cm4: ['x=1'] }, undefined, { pi5: ['c=3'], all: ['a=2'] })).toEqual({ all: ['a=1', 'a=2'], cm4: ['x=1'], pi5: ['c=3'] });
   });
 });
 
@@ -27,5 +34,10 @@ describe('cmdline.txt', () => {
     expect(renderCmdline(['console=serial0,115200', 'console=tty1', 'root=/dev/sda2', 'rootwait', 'root=PARTUUID=abcd-02', 'rootwait'])).toBe(
       'console=serial0,115200 console=tty1 root=PARTUUID=abcd-02 rootwait\n',
     );
+  });
+
+  it('parses the words of an existing cmdline.txt', () => {
+    expect(parseCmdline(' console=tty1  root=/dev/mmcblk0p2\trootwait\n')).toEqual(['console=tty1', 'root=/dev/mmcblk0p2', 'rootwait']);
+    expect(parseCmdline('\n')).toEqual([]);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  bootconfProblem,
   bootOrder,
   EEPROM_SIZE,
   EepromError,
@@ -98,5 +99,18 @@ describe('bootloader EEPROM image', () => {
     expect(bootOrder(['nvme', 'sd', 'usb'])).toBe('0xf416');
     expect(bootOrder(['sd', 'usb', 'nvme'])).toBe('0xf641');
     expect(() => bootOrder(['sd', 'sd'])).toThrowError(/twice/);
+  });
+
+  it('checks each setting before anything is written: boot modes, SDRAM_BANKLOW 0-4, switches 0/1', () => {
+    expect(bootconfProblem('BOOT_ORDER', '0xf416')).toBeUndefined();
+    expect(bootconfProblem('BOOT_ORDER', 'banana')).toMatch(/a hex number/);
+    expect(bootconfProblem('BOOT_ORDER', '0xf9')).toMatch(/9 is no boot mode/);
+    expect(bootconfProblem('BOOT_ORDER', '0x123456789')).toMatch(/a hex number/);
+    expect(bootconfProblem('SDRAM_BANKLOW', '4')).toBeUndefined();
+    expect(bootconfProblem('SDRAM_BANKLOW', '7')).toBe('SDRAM_BANKLOW=7: one of 0, 1, 2, 3, 4');
+    expect(bootconfProblem('PCIE_PROBE', '2')).toBe('PCIE_PROBE=2: 0 or 1');
+    expect(bootconfProblem('HDMI_DELAY', 'two words')).toMatch(/one word/);
+    expect(bootconfProblem('lower', '1')).toMatch(/not a setting name/);
+    expect(() => setBootconfKeys('BOOT_UART=0\n', { BOOT_ORDER: 'banana', SDRAM_BANKLOW: '7' })).toThrowError(/BOOT_ORDER=banana[\s\S]*SDRAM_BANKLOW=7/);
   });
 });

@@ -8,6 +8,8 @@ import { resolveConfig } from '../../../../src/host/config/config.js';
 import { moveSecretOffBootPartition } from '../../../../src/node/first-boot.js';
 import { broadcastOf, sameSubnet } from '../../../../src/node/identity.js';
 import { REPO } from '../../../helpers/cli.js';
+import { tinyGguf } from '../../../../src/host/model/tiny-gguf.js';
+import { dllamaModelHeader } from '../../../helpers/dllama-model.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-node-setup-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -32,8 +34,9 @@ describe('secret off the boot partition', () => {
 });
 
 describe('node plan', () => {
-  const plan = async (config: Record<string, unknown>, board = 'qemu') => planNode(resolveConfig({ board, ...config }, {}), await loadBoard(board), work);
-  writeFileSync(join(work, 'tiny.gguf'), 'GGUF');
+  // Relative paths are relative to the config file's folder: `work` here.
+  const plan = async (config: Record<string, unknown>, board = 'qemu') => planNode(resolveConfig({ board, ...config }, {}, { dir: work }), await loadBoard(board));
+  writeFileSync(join(work, 'tiny.gguf'), tinyGguf({ kvHeads: 2, heads: 4 }));
   writeFileSync(join(work, 'key.pub'), readFileSync(join(REPO, 'test/fixtures/test-login-key.pub')));
   writeFileSync(join(work, 'id_ed25519'), '-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n');
   writeFileSync(join(work, 'short.secret'), 'abc\n');
@@ -44,6 +47,22 @@ describe('node plan', () => {
     expect(p.files.map((f) => f.target)).toEqual(['var/lib/pi-image/model/tiny.gguf']);
     expect(p.authorizedKeys).toMatch(/^ssh-ed25519 /);
     expect(p.secrets).toEqual([{ name: 'cluster.secret', source: null }]);
+  });
+
+  it('reads the model header: a file that is not GGUF is refused, and dllama cannot split a model over more nodes than it has KV heads', async () => {
+    writeFileSync(join(work, 'fake.gguf'), 'this is text, not a model');
+    await expect(plan({ model: { path: 'fake.gguf' } })).rejects.toThrow(/fake.gguf: it is not a GGUF file/);
+    await expect(plan({ engine: { name: 'dllama' } })).rejects.toThrow(/engine.dllama_dir must name a folder/);
+    writeFileSync(join(work, 'two-kv.m'), dllamaModelHeader({ kvHeads: 2 }));
+    writeFileSync(join(work, 'two-kv.t'), 'tokenizer');
+    const bin = join(work, 'kv-bin');
+    mkdirSync(bin, { recursive: true });
+    for (const name of ['dllama', 'dllama-api']) writeFileSync(join(bin, name), '#!/bin/sh\n', { mode: 0o755 });
+    const dllama = { engine: { name: 'dllama', dllama_dir: bin }, model: { path: 'two-kv.m', tokenizer: 'two-kv.t' } };
+    await expect(plan({ ...dllama, cluster: { size: 4 } })).rejects.toThrow(/cannot split the model over 4 nodes: it has 2 KV heads/);
+    await expect(plan({ ...dllama, cluster: { size: 2 } })).resolves.toBeDefined();
+    writeFileSync(join(work, 'not-a-model.m'), 'text');
+    await expect(plan({ ...dllama, model: { path: 'not-a-model.m', tokenizer: 'two-kv.t' }, cluster: { size: 2 } })).rejects.toThrow(/not a distributed-llama model/);
   });
 
   it('refuses a private key, a short secret, a model llama.cpp cannot load and a dllama cluster that is no power of two', async () => {
@@ -62,9 +81,9 @@ describe('bring-your-own dllama', () => {
     const dir = join(work, 'dllama-bin');
     mkdirSync(dir, { recursive: true });
     for (const name of ['dllama', 'dllama-api']) writeFileSync(join(dir, name), '#!/bin/sh\n', { mode: 0o755 });
-    writeFileSync(join(work, 'qwen3.m'), 'M');
+    writeFileSync(join(work, 'qwen3.m'), dllamaModelHeader({ kvHeads: 4 }));
     writeFileSync(join(work, 'qwen3.t'), 'T');
-    const p = await planNode(resolveConfig({ board: 'pi5', engine: { dllama_dir: dir }, model: { path: 'qwen3.m', tokenizer: 'qwen3.t' }, cluster: { size: 4 } }, {}), await loadBoard('pi5'), work);
+    const p = await planNode(resolveConfig({ board: 'pi5', engine: { dllama_dir: dir }, model: { path: 'qwen3.m', tokenizer: 'qwen3.t' }, cluster: { size: 4 } }, {}, { dir: work }), await loadBoard('pi5'));
     expect(p.settings.engine.name).toBe('dllama');
     expect(p.settings.model).toEqual({ path: '/var/lib/pi-image/model/qwen3.m', name: 'qwen3', tokenizer: '/var/lib/pi-image/model/qwen3.t' });
     expect(p.files.map((f) => [f.target, f.mode.toString(8)])).toEqual([

@@ -1,50 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Announcement } from '../../../../src/shared/discovery-protocol.js';
-import { decideRole, engineWorkers, workerSetKey } from '../../../../src/node/cluster/membership.js';
+import { announcement } from '../../../helpers/announcement.js';
+import { engineWorkers, workerSetKey } from '../../../../src/node/cluster/membership.js';
 
-const node = (id: string, extra: Partial<Announcement> = {}): Announcement => ({
-  v: 2,
-  cluster: 'pi',
-  node: id,
-  hostname: `pi-${id}`,
-  boot: `${id}-boot`,
-  seq: 1,
-  addresses: [`10.0.0.${id.charCodeAt(0)}`],
-  configured: 'auto',
-  role: 'undecided',
-  canHoldModel: true,
-  engine: 'stopped',
-  ...extra,
-});
-
-describe('role decision', () => {
-  it('waits until the configured cluster size has been heard, whatever the boot order', () => {
-    expect(decideRole({ self: node('c'), peers: [node('b')], size: 3 })).toEqual({ role: 'undecided' });
-    const all = [node('c'), node('a'), node('b')];
-    for (const self of all) {
-      const decided = decideRole({ self, peers: all.filter((n) => n !== self), size: 3 });
-      expect(decided.root).toBe('a');
-      expect(decided.role).toBe(self.node === 'a' ? 'root' : 'worker');
-    }
-  });
-
-  it('joins an existing root at once, even with a lower id than the root', () => {
-    const root = node('m', { role: 'root', root: 'm' });
-    expect(decideRole({ self: node('a'), peers: [root], size: 3 })).toEqual({ role: 'worker', root: 'm' });
-  });
-
-  it('keeps its persisted role while the root it follows has not been heard (no split brain after a reboot)', () => {
-    const self = node('a', { role: 'worker', root: 'm' });
-    expect(decideRole({ self, peers: [node('b', { role: 'worker', root: 'm' })], size: 3 })).toEqual({ role: 'worker', root: 'm' });
-    expect(decideRole({ self: node('m', { role: 'root', root: 'm' }), peers: [], size: 3 })).toEqual({ role: 'root', root: 'm' });
-  });
-
-  it('a node built as root is root; a node built as worker never is', () => {
-    expect(decideRole({ self: node('z', { configured: 'root' }), peers: [node('a')], size: 2 })).toEqual({ role: 'root', root: 'z' });
-    expect(decideRole({ self: node('a', { configured: 'worker' }), peers: [node('z', { configured: 'root' })], size: 2 })).toEqual({ role: 'worker', root: 'z' });
-    expect(decideRole({ self: node('a', { configured: 'worker' }), peers: [node('b', { configured: 'worker' })], size: 2 })).toEqual({ role: 'undecided' });
-  });
-});
+const node = announcement;
 
 describe('engine workers', () => {
   const self = node('a', { role: 'root', root: 'a' });
@@ -53,6 +12,15 @@ describe('engine workers', () => {
     expect(engineWorkers({ self, peers: [w('c'), w('b', { engine: 'starting' })], size: 3 })).toBeUndefined();
     expect(engineWorkers({ self, peers: [w('c'), w('b'), w('d'), w('x', { root: 'q' })], size: 3 })?.map((p) => p.node)).toEqual(['b', 'c']);
     expect(engineWorkers({ self, peers: [], size: 1 })).toEqual([]);
+  });
+
+  it('after a failover goes on with the ready workers of its term, as many as the engine can use', () => {
+    const root = node('a', { role: 'root', root: 'a', term: 1 });
+    const w = (id: string, extra: Partial<Announcement> = {}) => node(id, { role: 'worker', root: 'a', engine: 'ready', term: 1, ...extra });
+    const powerOfTwo = (n: number) => 2 ** Math.floor(Math.log2(n));
+    expect(engineWorkers({ self: root, peers: [w('b')], size: 4 })?.map((p) => p.node)).toEqual(['b']);
+    expect(engineWorkers({ self: root, peers: [w('b'), w('c')], size: 4 }, [], powerOfTwo)?.map((p) => p.node)).toEqual(['b']);
+    expect(engineWorkers({ self: root, peers: [w('b', { term: 0 })], size: 4 })).toEqual([]);
   });
 
   it('changes its key when a worker rebooted', () => {

@@ -41,10 +41,15 @@ describe('dllama launch lines (fake dllama executables)', () => {
     );
   });
 
-  it('starts a worker with its port and 3 threads, no model', async () => {
+  it('starts a worker bound to the cluster address, with its port and 3 threads, no model', async () => {
     const { dir, log } = fakeBinaries();
-    expect(await run(dllama.worker({ bindAddress: '0.0.0.0', port: 9990, threads: 3 }), dir)).toBe(0);
-    expect(readFileSync(log, 'utf8')).toBe('dllama [worker] [--port] [9990] [--nthreads] [3]\n');
+    expect(await run(dllama.worker({ bindAddress: '10.42.0.2', port: 9990, threads: 3 }), dir)).toBe(0);
+    // `dllama worker --host` (v0.16.4 on) binds with inet_addr; it defaults to 0.0.0.0, every address.
+    expect(readFileSync(log, 'utf8')).toBe('dllama [worker] [--host] [10.42.0.2] [--port] [9990] [--nthreads] [3]\n');
+  });
+
+  it('binds a worker only to an IPv4 literal (inet_addr takes nothing else)', () => {
+    expect(() => dllama.worker({ bindAddress: 'node-b.local', port: 9990, threads: 3 })).toThrow(/IPv4 literal/);
   });
 
   it('refuses an argument systemd would split or expand', async () => {
@@ -74,5 +79,12 @@ describe('llama.cpp launch lines', () => {
       command: '/usr/libexec/aarch64-linux-gnu/llama/bin/ggml-rpc-server',
       args: ['-H', '10.42.0.2', '-p', '50052', '-t', '3'],
     });
+  });
+});
+
+describe('nodes an engine runs with after a failover', () => {
+  it('llama.cpp: every node left; dllama: the largest power of two', () => {
+    expect([1, 2, 3, 5, 8].map(llamaCpp.usableNodes)).toEqual([1, 2, 3, 5, 8]);
+    expect([1, 2, 3, 5, 7, 8].map(dllama.usableNodes)).toEqual([1, 2, 2, 4, 4, 8]);
   });
 });

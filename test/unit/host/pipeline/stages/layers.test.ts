@@ -1,14 +1,15 @@
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { describe, expect, it } from 'vitest';
-import { planBuild } from '../../../../../src/host/pipeline/pipeline.js';
+import { planBuild } from '../../../../../src/host/plan/plan-build.js';
 import { readAll, readTar, type TarHeader } from '../../../../../src/host/pipeline/rootfs-tar.js';
 import { runLayersStage } from '../../../../../src/host/pipeline/stages/layers.js';
 import { resolveConfig } from '../../../../../src/host/config/config.js';
 import { silentReporter } from '../../../../../src/host/progress.js';
+import { PiImageError } from '../../../../../src/host/errors.js';
 import { parseBootconf, parseSections, readEepromFile } from '../../../../../src/host/firmware/eeprom.js';
 import { synthesizeEeprom } from '../../../../helpers/eeprom-image.js';
 import { createHash } from 'node:crypto';
@@ -19,7 +20,7 @@ const OLD = new Date(1_000_000_000_000);
 const NEW = new Date(2_000_000_000_000);
 
 /** A small stand-in for an mmdebstrap rootfs with the entry kinds a real one has. */
-async function makeBaseTar(path: string, opts: { eeprom?: boolean } = {}): Promise<void> {
+async function makeBaseTar(path: string, opts: { eeprom?: boolean; bootFiles?: Record<string, string> } = {}): Promise<void> {
   const pack = tar.pack();
   const done = pipeline(pack as unknown as NodeJS.ReadableStream, createWriteStream(path));
   const add = (h: TarHeader, body?: string | Buffer) =>
@@ -48,6 +49,10 @@ async function makeBaseTar(path: string, opts: { eeprom?: boolean } = {}): Promi
     await add({ name: `./${dir}/pieeprom-2025-06-01.bin`, type: 'file' }, synthesizeEeprom('BOOT_UART=0\n'));
     await add({ name: `./${dir}/recovery.bin`, type: 'file' }, 'RECOVERY');
   }
+  if (opts.bootFiles) {
+    for (const d of ['boot/firmware']) await add({ name: `./${d}/`, type: 'directory', mode: 0o755 });
+    for (const [name, content] of Object.entries(opts.bootFiles)) await add({ name: `./boot/firmware/${name}`, type: 'file' }, content);
+  }
   pack.finalize();
   await done;
 }
@@ -56,7 +61,7 @@ describe('layers stage', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pi-image-layers-'));
   const baseTar = join(dir, 'base.tar');
   await makeBaseTar(baseTar);
-  const { plan, layers } = await planBuild(resolveConfig({ hostname: 'node-a', layers: [FIXTURE_LAYER] }, {}), { env: {} });
+  const { plan, inputs: { layers } } = await planBuild(resolveConfig({ hostname: 'node-a', layers: [FIXTURE_LAYER] }, {}), { env: {} });
   const out = join(dir, 'out');
   mkdirSync(out);
   const sde = 1_500_000_000;
@@ -77,6 +82,7 @@ describe('layers stage', async () => {
     expect(marker?.mtime?.getTime()).toBe(sde * 1000);
     expect(entries.get('usr/lib/pi-image/growroot')?.header.mode).toBe(0o755);
     expect(entries.get('etc/hosts')?.header.mode).toBe(0o644);
+    expect(entries.get('etc/systemd/system/pi-image-engine.service')?.header).toMatchObject({ type: 'file', mode: 0o644, uid: 0, gid: 0 });
     expect(entries.get('usr/local/bin')?.header.type).toBe('directory');
   });
 
@@ -130,7 +136,7 @@ describe('layers stage: tuning profile', async () => {
   const baseTar = join(dir, 'base.tar');
   await makeBaseTar(baseTar);
   const read = async (tuning: Record<string, boolean | string | number>) => {
-    const { plan, layers } = await planBuild(resolveConfig({ tuning }, {}), { env: {} });
+    const { plan, inputs: { layers } } = await planBuild(resolveConfig({ tuning }, {}), { env: {} });
     const out = mkdtempSync(join(dir, 'out-'));
     await runLayersStage({ plan, layers, baseTar, timers: ['apt-daily.timer', 'fstrim.timer'], sourceDateEpoch: 1_500_000_000, outDir: out, reporter: silentReporter });
     const entries = new Map<string, { header: TarHeader; content: string }>();
@@ -166,7 +172,7 @@ describe('layers stage: Raspberry Pi 5 boot partition and bootloader', async () 
   await makeBaseTar(withEeprom, { eeprom: true });
   await makeBaseTar(without);
   const stage = async (base: string, config: Record<string, unknown>) => {
-    const { plan, layers } = await planBuild(resolveConfig({ board: 'pi5', ...config }, {}), { env: {} });
+    const { plan, inputs: { layers } } = await planBuild(resolveConfig({ board: 'pi5', ...config }, {}), { env: {} });
     const out = mkdtempSync(join(dir, 'out-'));
     const meta = await runLayersStage({ plan, layers, baseTar: base, timers: [], sourceDateEpoch: 1_700_000_000, outDir: out, reporter: silentReporter });
     return { out, meta, plan };
@@ -205,5 +211,22 @@ describe('layers stage: Raspberry Pi 5 boot partition and bootloader', async () 
     await expect(planBuild(resolveConfig({ board: 'pi5', config_txt: { pi5: ['arm_freq=3000'] } }, {}), { env: {} })).rejects.toThrow(
       /config.txt would overclock: "arm_freq=3000" in \[pi5\]; the tuning profile pi5-inference forbids it/,
     );
+  });
+});
+
+describe('layers stage: boot files from the base tarball', () => {
+  it('refuses a boot/firmware/ entry that climbs out with .., and writes nothing outside the boot folder', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pi-image-climb-'));
+    const baseTar = join(dir, 'base.tar');
+    await makeBaseTar(baseTar, { bootFiles: { 'config.txt': 'ok\n', '../../escaped': 'PWNED' } });
+    const { plan, inputs: { layers } } = await planBuild(resolveConfig({}, {}), { env: {} });
+    const out = join(dir, 'entry');
+    mkdirSync(out);
+    // Joined to <entry>/boot, this name would land at <dir>/escaped.
+    const error = await runLayersStage({ plan, layers, baseTar, timers: [], sourceDateEpoch: 1_500_000_000, outDir: out, reporter: silentReporter }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PiImageError);
+    expect((error as PiImageError).message).toMatch(/base rootfs tarball: entry "boot\/firmware\/..\/..\/escaped" would be written outside the boot partition/);
+    expect((error as PiImageError).hint).toMatch(/paths inside boot\/firmware\/ without "\.\."/);
+    expect(existsSync(join(dir, 'escaped'))).toBe(false);
   });
 });
