@@ -34,14 +34,14 @@ export async function engineArgv(line: LaunchLine, binDirs: string[]): Promise<s
  * The engine runs as its own systemd unit, so the tuning profile's drop-in (CPU affinity,
  * jemalloc, memlock, priority) applies to it and systemd restarts it if it dies. The agent
  * only writes its launch line and starts or stops the unit. An engine already running with
- * the same launch line (the agent restarted, the engine did not) is kept: restarting it
- * would cut its workers' connections for nothing.
+ * the same launch line is kept when `adopt` says so (the agent restarted, the engine did
+ * not): restarting it would cut its workers' connections for nothing.
  */
-export async function startEngineUnit(line: LaunchLine, binDirs: string[]): Promise<{ command: string; kept: boolean }> {
+export async function startEngineUnit(line: LaunchLine, binDirs: string[], adopt: boolean): Promise<{ command: string; kept: boolean }> {
   const argv = await engineArgv(line, binDirs);
   const env = `# Written by pi-node agent: the engine's launch line.\nPI_IMAGE_ENGINE_ARGV="${argv.join(' ')}"\n`;
   const command = argv.join(' ');
-  const running = (await readFile(ENGINE_ENV_PATH, 'utf8').catch(() => undefined)) === env && (await run('systemctl', ['is-active', '--quiet', ENGINE_UNIT])).code === 0;
+  const running = adopt && (await readFile(ENGINE_ENV_PATH, 'utf8').catch(() => undefined)) === env && (await run('systemctl', ['is-active', '--quiet', ENGINE_UNIT])).code === 0;
   if (running) return { command, kept: true };
   await writeFileAtomic(ENGINE_ENV_PATH, env);
   const r = await run('systemctl', ['restart', ENGINE_UNIT]);

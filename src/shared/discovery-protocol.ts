@@ -21,6 +21,12 @@ export interface Announcement {
   hostname: string;
   /** Random per agent start. */
   boot: string;
+  /**
+   * Changes only when the machine restarts (from the kernel's boot id), not when the agent
+   * does: a worker restarts its engine's server for a root that rebooted (the server may still
+   * hold the dead root's connection), not for a root whose agent only restarted.
+   */
+  machineBoot?: string;
   /** Increases with every message of one boot. */
   seq: number;
   /** The node's IPv4 addresses on the LAN (the engine-port firewall admits them). */
@@ -98,6 +104,7 @@ export function parseAnnouncement(payload: string): Announcement | undefined {
     isName(m.node) &&
     isName(m.hostname) &&
     isName(m.boot) &&
+    (m.machineBoot === undefined || isName(m.machineBoot)) &&
     Number.isSafeInteger(m.seq) &&
     (m.seq as number) > 0 &&
     isList(m.addresses, 8, isIPv4 as (y: unknown) => boolean) &&

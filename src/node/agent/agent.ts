@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile, mkdir, stat } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -86,7 +87,7 @@ export class Agent {
       log: this.log,
     });
     this.state = {
-      ...initialState({ node, boot: this.discovery.bootId, hostname: hostname(), settings: this.settings, canHoldModel, persisted, addresses: lanAddresses().map((a) => a.address) }),
+      ...initialState({ node, boot: this.discovery.bootId, machineBoot: await machineBoot(), hostname: hostname(), settings: this.settings, canHoldModel, persisted, addresses: lanAddresses().map((a) => a.address) }),
       firewall: [],
     };
     await this.rootLink.listen();
@@ -173,7 +174,7 @@ export class Agent {
         const bindAddress = (rootAddress && lan.find((a) => sameSubnet(a.address, rootAddress, a.netmask))?.address) ?? this.state.addresses[0];
         if (!bindAddress) throw new Error('no LAN address yet to bind the engine worker to');
         const line = this.adapter.worker({ bindAddress, port: this.adapter.workerPort, threads: this.threads });
-        return this.engine.start(action.generation, line, 'worker', () => isListening(this.adapter.workerPort), 120_000);
+        return this.engine.start(action.generation, line, 'worker', () => isListening(this.adapter.workerPort), 120_000, action.adopt);
       }
       case 'start-root': {
         const model = this.settings.model;
@@ -186,7 +187,7 @@ export class Agent {
           contextLength: this.settings.engine.contextLength,
           workers: action.workers.map((w) => ({ address: w.addresses[0] as string, port: this.adapter.workerPort })),
         });
-        return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000);
+        return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000, action.adopt);
       }
       case 'serve-api':
         return this.serveApi();
@@ -233,6 +234,12 @@ export class Agent {
     });
     this.log(`API front on port ${port}${token ? ' (bearer token required)' : ''}`);
   }
+}
+
+/** The kernel's id of this boot of the machine, shortened (peers only compare it). */
+async function machineBoot(): Promise<string | undefined> {
+  const id = await readText('/proc/sys/kernel/random/boot_id');
+  return id ? createHash('sha256').update(id).digest('hex').slice(0, 16) : undefined;
 }
 
 /** At boot the agent may start before the LAN has an address (link-local takes seconds): wait for one, a minute at most. */

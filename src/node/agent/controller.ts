@@ -15,6 +15,8 @@ export interface AgentState {
   node: string;
   /** This agent start's boot id (discovery draws it). */
   boot: string;
+  /** The machine's boot (see Announcement.machineBoot). */
+  machineBoot?: string;
   hostname: string;
   cluster: string;
   size: number;
@@ -62,8 +64,14 @@ export type Action =
   | { do: 'stop-serving' }
   | { do: 'stop-engine' }
   | { do: 'firewall'; members: string[] }
-  | { do: 'start-worker'; generation: number }
-  | { do: 'start-root'; generation: number; workers: Announcement[] }
+  /**
+   * `adopt`: an engine already running with the same launch line may be kept — only on this
+   * agent's first start (the agent restarted, the engine did not). Any later start is for
+   * something else (a worker that rebooted, another root) and restarts the engine even when
+   * its launch line is the same, or it would keep talking to a peer that is gone.
+   */
+  | { do: 'start-worker'; generation: number; adopt: boolean }
+  | { do: 'start-root'; generation: number; workers: Announcement[]; adopt: boolean }
   | { do: 'serve-api' }
   | { do: 'publish-name'; toward?: string }
   | { do: 'eager'; on: boolean }
@@ -86,11 +94,13 @@ export function initialState(opts: {
   canHoldModel: boolean;
   persisted?: { role: 'root' | 'worker'; root: string; term?: number };
   addresses: string[];
+  machineBoot?: string;
 }): AgentState {
   const { settings } = opts;
   return {
     node: opts.node,
     boot: opts.boot,
+    ...(opts.machineBoot ? { machineBoot: opts.machineBoot } : {}),
     hostname: opts.hostname,
     cluster: settings.cluster.name,
     size: settings.cluster.size,
@@ -136,6 +146,7 @@ export function ownAnnouncement(state: AgentState): OwnState {
   return {
     cluster: state.cluster,
     node: state.node,
+    ...(state.machineBoot ? { machineBoot: state.machineBoot } : {}),
     hostname: state.hostname,
     configured: state.configured,
     role: state.role,
@@ -234,18 +245,17 @@ export function reconcile(state: AgentState): { state: AgentState; actions: Acti
   }
 
   // A worker's engine serves one root, listening on the address facing it (the agent picks the
-  // own address on the root's subnet): started again when the root or its address changes (a
-  // single-client RPC server may still hang on to a dead root), not when the root is merely
-  // missing for a while (its agent restarting must not cut the engine's connections).
-  const rootAddress = rootPeer?.addresses[0];
-  const keptKey = next.engine.key?.startsWith('worker@') && next.engine.key.endsWith(`/${next.root ?? ''}`) ? next.engine.key : undefined;
-  const workerKey = rootAddress ? `worker@${rootAddress}/${next.root ?? ''}` : (keptKey ?? `worker@/${next.root ?? ''}`);
-  // Not before the root is heard: the RPC server must listen on the address facing it.
-  const canStart = rootAddress !== undefined;
-  if (next.role === 'worker' && canStart && (next.engine.state === 'stopped' || next.engine.state === 'failed' || next.engine.key !== workerKey)) {
-    const generation = next.engine.generation + 1;
-    actions.push({ do: 'start-worker', generation });
-    next = { ...next, engine: { state: 'starting', key: workerKey, generation } };
+  // own address on the root's subnet), and is not started before that root is heard. Started
+  // again when the root, its address or its machine's boot changes (a single-client RPC server
+  // may still hang on to a dead root's connection), not when the root is merely missing for a
+  // while or its agent restarts (that must not cut the engine's connections).
+  if (next.role === 'worker' && rootPeer?.addresses[0]) {
+    const workerKey = `worker@${rootPeer.addresses[0]}/${rootPeer.node}/${rootPeer.machineBoot ?? ''}`;
+    if (next.engine.state === 'stopped' || next.engine.state === 'failed' || next.engine.key !== workerKey) {
+      const generation = next.engine.generation + 1;
+      actions.push({ do: 'start-worker', generation, adopt: next.engine.generation === 0 });
+      next = { ...next, engine: { state: 'starting', key: workerKey, generation } };
+    }
   }
 
   if (next.role === 'root') {
@@ -263,8 +273,11 @@ export function reconcile(state: AgentState): { state: AgentState; actions: Acti
       const key = workerSetKey(workers);
       if (key !== next.engine.key || next.engine.state === 'failed') {
         const generation = next.engine.generation + 1;
-        actions.push({ do: 'start-root', generation, workers });
+        actions.push({ do: 'start-root', generation, workers, adopt: next.engine.generation === 0 });
         next = { ...next, engine: { state: 'starting', key, generation }, workers };
+      } else if (workers.map(nodeBoot).join(',') !== next.workers.map(nodeBoot).join(',')) {
+        // The same engine servers under a worker's new agent: named anew in `serving`, not restarted.
+        next = { ...next, workers };
       }
     }
   }

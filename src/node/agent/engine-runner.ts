@@ -18,10 +18,10 @@ export class EngineRunner {
     private readonly log: (line: string) => void,
   ) {}
 
-  async start(generation: number, line: LaunchLine, what: string, ready: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  async start(generation: number, line: LaunchLine, what: string, ready: () => Promise<boolean>, timeoutMs: number, adopt: boolean): Promise<void> {
     this.current = generation;
     // A unit that cannot be started throws: the caller marks this start failed without a new pass.
-    const { command, kept } = await startEngineUnit(line, this.binDirs);
+    const { command, kept } = await startEngineUnit(line, this.binDirs, adopt);
     this.command = command;
     this.log(`engine ${kept ? 'already running' : 'starting'} as ${what}: ${command}`);
     void waitEngineReady(ready, { timeoutMs, cancelled: () => generation !== this.current }).then((outcome) => {

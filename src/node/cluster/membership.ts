@@ -20,5 +20,9 @@ export function engineWorkers(view: ClusterView, current: Announcement[] = [], u
 /** One boot of one node (`node@boot`): how a root's `serving` list names the workers its engine runs with. */
 export const nodeBoot = (n: { node: string; boot: string }) => `${n.node}@${n.boot}`;
 
-/** Identifies a worker set: the root restarts its engine when this changes (a worker rebooted, an address changed). */
-export const workerSetKey = (workers: Announcement[]) => workers.map((w) => `${nodeBoot(w)}/${w.addresses[0]}`).join(',');
+/**
+ * Identifies what a root's engine runs with: it restarts its engine when this changes (a worker
+ * rebooted, an address changed), not when a worker's agent merely restarted (its engine server
+ * kept running, and reloading the model over the network would take minutes).
+ */
+export const workerSetKey = (workers: Announcement[]) => workers.map((w) => `${w.node}@${w.machineBoot ?? w.boot}/${w.addresses[0]}`).join(',');

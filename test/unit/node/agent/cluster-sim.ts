@@ -31,7 +31,11 @@ export class SimNode {
   /** The card: what survives a reboot (a re-flash wipes it). */
   card: { persisted?: PersistedRole } = {};
   boots = 0;
+  /** Agent starts within the current machine boot. */
+  agentStarts = 0;
   engineStarts = 0;
+  /** Every engine start, and whether it could keep an engine already running. */
+  starts: { as: 'worker' | 'root'; adopt: boolean }[] = [];
   discovery!: Discovery;
   /** Every datagram this node sent, for replaying them later. */
   sent: Buffer[] = [];
@@ -87,16 +91,31 @@ export class ClusterSim {
     };
   }
 
-  /** Powers a node on (again): a new boot id, memory empty, the card as it was. */
+  /** Powers a node on (again): a new machine and agent boot, memory empty, the card as it was. */
   boot(id: string): void {
     const node = this.node(id);
     node.boots++;
+    node.agentStarts = 0;
+    this.startAgent(node);
+  }
+
+  /** Only the agent restarts (the machine and its engine keep running): a new agent boot id, the same machine boot. */
+  restartAgent(id: string): void {
+    const node = this.node(id);
+    void node.discovery.leave();
+    this.run();
+    this.startAgent(node);
+  }
+
+  private startAgent(node: SimNode): void {
+    const id = node.id;
+    node.agentStarts++;
     node.on = true;
     node.eager = true;
     node.firewall = undefined;
     node.grace = undefined;
     node.link = undefined;
-    const boot = `${id}.${node.boots}`;
+    const boot = node.agentStarts === 1 ? `${id}.${node.boots}` : `${id}.${node.boots}.${node.agentStarts}`;
     node.discovery = new Discovery({
       secret: node.secret,
       cluster: 'sim',
@@ -114,6 +133,7 @@ export class ClusterSim {
     node.state = initialState({
       node: id,
       boot,
+      machineBoot: `${id}-machine-${node.boots}`,
       hostname: `sim-${id}`,
       settings: this.settings(node),
       canHoldModel: node.opts.canHoldModel ?? true,
@@ -225,6 +245,7 @@ export class ClusterSim {
         case 'start-worker':
         case 'start-root':
           node.engineStarts++;
+          node.starts.push({ as: a.do === 'start-root' ? 'root' : 'worker', adopt: a.adopt });
           if (node.opts.engineFails) this.failing.push({ to: node, event: { on: 'engine', generation: a.generation, state: 'failed' } });
           else this.queue.push({ to: node, event: { on: 'engine', generation: a.generation, state: 'ready' } });
           break;

@@ -82,6 +82,35 @@ describe('cluster assembly, driven through the controller', () => {
     expect(sim.serving()).toEqual({ root: 'n1', workers: ['n2', 'n3'] });
     expect(sim.node('n1').state.workers.find((w) => w.node === 'n3')?.boot).toBe('n3.2');
     expect(sim.node('n1').engineStarts).toBe(starts + 1);
+    // Its launch line is the same as before, but the engine must really restart: the running one talks to a worker that is gone.
+    expect(sim.node('n1').starts.at(-1)).toEqual({ as: 'root', adopt: false });
+  });
+
+  it("a worker's agent restart: its engine server keeps running, the root's engine is not restarted and names the new agent", () => {
+    const sim = threeNodes();
+    bootAll(sim, ['n1', 'n2', 'n3']);
+    const rootStarts = sim.node('n1').engineStarts;
+    sim.restartAgent('n3');
+    sim.run();
+    sim.repeat(3);
+    expect(sim.serving()).toEqual({ root: 'n1', workers: ['n2', 'n3'] });
+    expect(sim.node('n1').engineStarts).toBe(rootStarts);
+    expect(sim.node('n1').state.workers.find((w) => w.node === 'n3')?.boot).toBe('n3.1.2');
+    // The new agent's first start keeps the engine server that still runs with the same launch line.
+    expect(sim.node('n3').starts.at(-1)).toEqual({ as: 'worker', adopt: true });
+    expect(sim.live().every((n) => !n.eager)).toBe(true);
+  });
+
+  it("a root's agent restart: the workers start nothing, the root keeps its running engine", () => {
+    const sim = threeNodes();
+    bootAll(sim, ['n1', 'n2', 'n3']);
+    const workerStarts = ['n2', 'n3'].map((id) => sim.node(id).engineStarts);
+    sim.restartAgent('n1');
+    sim.run();
+    sim.repeat(3);
+    expect(sim.serving()).toEqual({ root: 'n1', workers: ['n2', 'n3'] });
+    expect(['n2', 'n3'].map((id) => sim.node(id).engineStarts)).toEqual(workerStarts);
+    expect(sim.node('n1').starts.at(-1)).toEqual({ as: 'root', adopt: true });
   });
 
   it('a root reboot: it stays root (persisted), the workers wait for it instead of electing another', () => {
@@ -199,6 +228,8 @@ describe('cluster assembly, driven through the controller', () => {
       sim.repeat(3);
       expect(sim.serving(1)).toEqual({ root: 'n2', workers: ['n3'] });
       expect(sim.node('n3').state).toMatchObject({ role: 'worker', root: 'n2', term: 1 });
+      // n3's server may still hold the dead root's connection: restarted for the new root, not kept.
+      expect(sim.node('n3').starts.at(-1)).toEqual({ as: 'worker', adopt: false });
       expect(sim.node('n2').card.persisted).toEqual({ role: 'root', root: 'n2', term: 1 });
       // The old root returns with its persisted claim of term 0: it joins the new root.
       sim.boot('n1');
@@ -220,6 +251,9 @@ describe('cluster assembly, driven through the controller', () => {
       sim.repeat(3);
       expect(sim.serving()).toEqual({ root: 'n1', workers: ['n2', 'n3'] });
       for (const id of ['n2', 'n3']) expect(sim.node(id).state).toMatchObject({ term: 0, grace: undefined });
+      // Same root, same address, but its machine rebooted: each worker's RPC server may still hold the
+      // dead root's connection (a power cut sends no FIN), so it is restarted, not kept.
+      for (const id of ['n2', 'n3']) expect(sim.node(id).starts.at(-1)).toEqual({ as: 'worker', adopt: false });
       // Its grace timers were cancelled: expiring them now changes nothing.
       sim.graceExpires();
       expect(sim.serving()).toEqual({ root: 'n1', workers: ['n2', 'n3'] });
