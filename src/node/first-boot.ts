@@ -1,8 +1,10 @@
-import { chown, mkdir, open, readFile, rmdir, stat, unlink } from 'node:fs/promises';
+import { chown, mkdir, readFile, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '../shared/atomic-write.js';
 import { join } from 'node:path';
 import { clusterHostname, nodeId } from './identity.js';
 import { run } from './sys.js';
+import { syncDir, wipeAndDelete } from './wipe.js';
+import { takeCardIdentity } from './card-setup.js';
 import { API_TOKEN, AUTHORIZED_KEYS_PATH, BOOT_SECRETS_DIR, CLUSTER_SECRET, FIRST_BOOT_STAMP, NODE_ID_PATH, SECRETS_DIR, STATE_DIR } from '../shared/node-paths.js';
 import type { NodeSettings } from '../shared/node-settings.js';
 import { MIN_SECRET_CHARS, secretProblem } from '../shared/secrets.js';
@@ -54,27 +56,6 @@ export async function moveSecretOffBootPartition(name: string, log: Log, bootDir
   return true;
 }
 
-/** Overwrites a file with zeros, syncs, deletes it, then removes its folder once empty. */
-async function wipeAndDelete(path: string, dir: string): Promise<void> {
-  const handle = await open(path, 'r+');
-  try {
-    const { size } = await handle.stat();
-    await handle.write(Buffer.alloc(size), 0, size, 0);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await unlink(path);
-  await syncDir(dir);
-  await rmdir(dir).catch(() => undefined); // only when empty
-}
-
-async function syncDir(path: string): Promise<void> {
-  const dir = await open(path, 'r');
-  await dir.sync().catch(() => undefined); // not every file system syncs a folder
-  await dir.close();
-}
-
 async function setHostname(name: string, log: Log): Promise<void> {
   await writeFileAtomic('/etc/hostname', `${name}\n`);
   const hosts = await readFile('/etc/hosts', 'utf8').catch(() => '127.0.0.1\tlocalhost\n');
@@ -115,7 +96,11 @@ async function setUpLoginUser(user: string, log: Log): Promise<void> {
 export async function firstBoot(settings: NodeSettings, log: Log): Promise<void> {
   const secretMoved = await moveSecretOffBootPartition(CLUSTER_SECRET, log);
   await moveSecretOffBootPartition(API_TOKEN, log);
+  const card = await takeCardIdentity(log);
   if (await exists(FIRST_BOOT_STAMP)) {
+    // A card given an identity after its first boot (its files dropped on the boot partition) takes it now.
+    if (card?.hostname) await setHostname(card.hostname, log);
+    if (card?.sshKeys.length) await setUpLoginUser(settings.user.name, log);
     log(secretMoved ? 'first boot was done before; a new cluster secret was taken from the boot partition' : 'first boot was done before');
     return;
   }
@@ -123,7 +108,7 @@ export async function firstBoot(settings: NodeSettings, log: Log): Promise<void>
   const { id, from } = await nodeId();
   await writeFileAtomic(NODE_ID_PATH, `${id}\n`);
   log(`node id ${id} (from the ${from})`);
-  await setHostname(clusterHostname(settings.cluster.name, id), log);
+  await setHostname(card?.hostname ?? clusterHostname(settings.cluster.name, id), log);
   await setUpLoginUser(settings.user.name, log);
   if (!(await exists(join(SECRETS_DIR, CLUSTER_SECRET)))) log(`warning: no cluster secret (${join(BOOT_SECRETS_DIR, CLUSTER_SECRET)} was missing or unusable): this node cannot join a cluster`);
   await writeFileAtomic(FIRST_BOOT_STAMP, `${new Date().toISOString()}\n`);

@@ -17,8 +17,9 @@ commands:
                              (run at boot by pi-image-nic-tuning.service)
   apply-tuning --cpu         apply the CPU governor lever (run at boot by pi-image-cpu-tuning.service)
   first-boot                 once per card: node id, hostname, login user, cluster secret moved off
-                             the boot partition (run at every boot by pi-image-first-boot.service;
-                             does its work once)
+                             the boot partition; at any boot, the card's identity files (pi-image
+                             flash --node, or Raspberry Pi Imager's cloud-init files) applied and
+                             wiped off it (run at every boot by pi-image-first-boot.service)
   agent                      the cluster agent: discovery, role, engine, firewall, API front
                              (run by pi-image-agent.service)
   status [--json]            node id, role, peers and their state, engine state, model

@@ -10,8 +10,16 @@ export const TUNING_STATE_PATH = '/etc/pi-image/tuning.json';
 /** Public keys of the login user, baked in at build time. */
 export const AUTHORIZED_KEYS_PATH = '/etc/pi-image/authorized_keys';
 
+/** The boot partition (FAT) as the node mounts it. */
+export const BOOT_DIR = '/boot/firmware';
 /** Where the build puts secrets on the boot partition; first boot moves them to SECRETS_DIR. */
-export const BOOT_SECRETS_DIR = '/boot/firmware/pi-image';
+export const BOOT_SECRETS_DIR = `${BOOT_DIR}/pi-image`;
+/**
+ * One card's identity on its boot partition, relative to BOOT_DIR: cloud-init's NoCloud files
+ * as Raspberry Pi Imager writes them, and pi-image's own node file (`pi-image flash --node`).
+ * First boot applies them and wipes them off the FAT (they may hold password hashes or Wi-Fi keys).
+ */
+export const CARD_FILES = { userData: 'user-data', networkConfig: 'network-config', metaData: 'meta-data', node: 'pi-image/node.json' } as const;
 export const SECRETS_DIR = '/etc/pi-image';
 export const CLUSTER_SECRET = 'cluster.secret';
 export const API_TOKEN = 'api.token';
@@ -22,6 +30,10 @@ export const NODE_ID_PATH = `${STATE_DIR}/node-id`;
 /** The role this node took and the root it follows, kept across reboots and re-flashes. */
 export const CLUSTER_STATE_PATH = `${STATE_DIR}/cluster.json`;
 export const MODEL_DIR = `${STATE_DIR}/model`;
+/** What a card's node file set for this node (its role), kept once the file is gone from the FAT. */
+export const CARD_SETTINGS_PATH = `${STATE_DIR}/card.json`;
+/** The static address a card's files gave, for systemd-networkd (sorts before the image's DHCP default). */
+export const CARD_NETWORK_PATH = '/etc/systemd/network/10-pi-image-card.network';
 
 export const RUN_DIR = '/run/pi-image';
 export const STATUS_SOCKET = `${RUN_DIR}/agent.sock`;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFileSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,9 @@ import { silentReporter } from '../../src/host/progress.js';
 import type { QemuVm } from '../../src/host/emulate/qemu-vm.js';
 import type { AgentStatus } from '../../src/node/agent/status.js';
 import { QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE } from '../helpers/cli.js';
+import { flash } from '../../src/host/flash/flash.js';
+import { parseBmap } from '../../src/host/flash/bmap.js';
+import { bmapByteRanges } from '../../src/host/flash/ranges.js';
 import { MALFORMED_REQUESTS } from '../helpers/malformed-requests.js';
 
 /**
@@ -27,6 +30,11 @@ const INTRUDER = 3;
 const PROMPT = 'hello pi cluster';
 const figures: string[] = [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+  if (figures.length) process.stdout.write(`\ncluster figures:\n  ${figures.join('\n  ')}\n`);
+});
 
 describe('cluster of three emulated nodes', () => {
   let cluster: EmulatedCluster;
@@ -128,8 +136,6 @@ describe('cluster of three emulated nodes', () => {
 
   afterAll(async () => {
     await cluster?.stop();
-    rmSync(work, { recursive: true, force: true });
-    if (figures.length) process.stdout.write(`\ncluster figures:\n  ${figures.join('\n  ')}\n`);
   });
 
   it('assembles into one root and two workers without any input, and serves a first token', async () => {
@@ -400,4 +406,101 @@ describe('cluster of three emulated nodes', () => {
     await cluster.stop();
     expect((await execa('ip', ['netns', 'list'])).stdout).not.toContain(ns);
   }, 10 * 60_000);
+});
+
+/**
+ * Deployment as a user does it: the same image flashed to three cards with `pi-image flash`
+ * (its .img.zst and .bmap), each given its own identity — a fixed root, a static address —
+ * and booted together on a fresh emulated LAN.
+ */
+describe('three cards flashed from the image, each with its own identity', () => {
+  const img = join(work, 'out/pi-image-qemu.img');
+  const cards = [join(work, 'card-alpha.img'), join(work, 'card-beta.raw'), join(work, 'card-gamma.img')];
+  const names = ['alpha', 'beta', 'gamma'];
+  /** The LAN NIC of the second emulated node (private-lan.ts numbers them from 01). */
+  const BETA_LAN_MAC = '52:54:00:a1:00:02';
+  const BETA_ADDRESS = '169.254.77.3';
+  let lan: EmulatedCluster | undefined;
+  let loop = '';
+  const node = (i: number) => lan?.vms[i] as QemuVm;
+  const nodeStatus = async (i: number) => JSON.parse(await node(i).check('pi-node status --json')) as AgentStatus;
+
+  afterAll(async () => {
+    await lan?.stop();
+    if (loop) await execa('losetup', ['-d', loop], { reject: false });
+  });
+
+  it('flashes the .img.zst to a loop device block for block as the bmap maps it; a corrupted byte is caught by verify', async () => {
+    writeFileSync(cards[1] as string, '');
+    await execa('truncate', ['-s', String(statSync(img).size), cards[1] as string]);
+    loop = (await execa('losetup', ['--find', '--show', cards[1] as string])).stdout.trim();
+    const result = await flash({ image: `${img}.zst`, target: loop, force: true, confirm: async () => true, reporter: silentReporter });
+    expect(result).toMatchObject({ targetKind: 'block', verified: true, bmap: join(work, 'out/pi-image-qemu.bmap') });
+    const bmap = parseBmap(readFileSync(join(work, 'out/pi-image-qemu.bmap'), 'utf8'));
+    const [a, b] = [openSync(img, 'r'), openSync(loop, 'r')];
+    for (const r of bmapByteRanges(bmap)) {
+      const [x, y] = [Buffer.alloc(r.length), Buffer.alloc(r.length)];
+      readSync(a, x, 0, r.length, r.offset);
+      readSync(b, y, 0, r.length, r.offset);
+      expect(x.equals(y), `blocks ${r.first}-${r.last}`).toBe(true);
+    }
+    closeSync(a);
+    closeSync(b);
+    const victim = bmapByteRanges(bmap).at(-1) as { offset: number; first: number };
+    const fd = openSync(loop, 'r+');
+    writeSync(fd, Buffer.from([0x5a]), 0, 1, victim.offset + 7);
+    closeSync(fd);
+    await expect(flash({ image: img, target: loop, verifyOnly: true, reporter: silentReporter })).rejects.toThrow(new RegExp(`differs from the image in blocks? ${victim.first}\\b`));
+  }, 10 * 60_000);
+
+  it('gives each card its identity: alpha the root, beta a static address, gamma a name only', async () => {
+    const yes = async () => true;
+    await flash({ image: `${img}.zst`, target: cards[0] as string, identity: { hostname: 'alpha', role: 'root', sshKeys: [] }, reporter: silentReporter });
+    // beta is the card in the reader: written again, this time with its identity.
+    await flash({ image: `${img}.zst`, target: loop, force: true, confirm: yes, identity: { hostname: 'beta', sshKeys: [], network: { link: BETA_LAN_MAC, address: `${BETA_ADDRESS}/16`, dns: [] } }, reporter: silentReporter });
+    await execa('losetup', ['-d', loop]);
+    loop = '';
+    const gamma = await runCli(['flash', `${img}.zst`, cards[2] as string, '--node', 'gamma', '--json']);
+    expect(gamma.exitCode, gamma.stderr).toBe(0);
+  }, 10 * 60_000);
+
+  it('boot together: three host names, the fixed root, the static address, no card file left on a boot partition', async () => {
+    lan = await startCluster({ image: cards[0] as string, images: { 1: cards[1] as string, 2: cards[2] as string }, nodes: 3, cpus: 1, memoryMib: 1024, firstApiPort: 18190 });
+    for (const i of [0, 1, 2]) {
+      await node(i).waitFor(/root@[\w-]+:~# /, 15 * 60_000);
+      await node(i).check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb');
+    }
+    expect(await Promise.all([0, 1, 2].map((i) => node(i).check('hostname')))).toEqual(names);
+    expect(await node(1).check(`ip -4 -o addr show | grep -c ' ${BETA_ADDRESS}/16 '`)).toBe('1');
+    for (const i of [0, 1, 2]) {
+      expect(await node(i).check('ls /boot/firmware/user-data /boot/firmware/network-config /boot/firmware/meta-data /boot/firmware/pi-image/node.json 2>/dev/null | wc -l')).toBe('0');
+      expect(await node(i).check('journalctl -b -u pi-image-first-boot -o cat | grep -c "off the boot partition"')).not.toBe('0');
+    }
+    expect(await node(0).check('journalctl -b -u pi-image-first-boot -o cat | grep "role root"')).toBe('role root (from the card\'s node file)');
+    // alpha is the root because its card says so (whatever the ids), and beta is heard at its static address.
+    const deadline = Date.now() + 15 * 60_000;
+    let root = await nodeStatus(0);
+    while (!(root.role === 'root' && root.peers.length === 2) && Date.now() < deadline) {
+      await sleep(5000);
+      root = await nodeStatus(0);
+    }
+    expect(root.role).toBe('root');
+    const workers = await Promise.all([1, 2].map(nodeStatus));
+    for (const w of workers) expect(w).toMatchObject({ role: 'worker', root: root.node });
+    expect(root.peers.find((p) => p.node === workers[0]?.node)?.addresses).toContain(BETA_ADDRESS);
+  }, 30 * 60_000);
+
+  it('the flashed cards serve the demo sentence', async () => {
+    const deadline = Date.now() + 20 * 60_000;
+    let ready = false;
+    while (!ready && Date.now() < deadline) {
+      const res = await fetch(`http://127.0.0.1:${lan?.apiPorts[0]}/healthz`, { signal: AbortSignal.timeout(5000) }).catch(() => undefined);
+      ready = res?.ok === true && ((await res.json()) as { ready?: boolean }).ready === true;
+      if (!ready) await sleep(5000);
+    }
+    expect(ready).toBe(true);
+    const res = await fetch(`http://127.0.0.1:${lan?.apiPorts[0]}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [{ role: 'user', content: PROMPT }], max_tokens: 32, temperature: 0 }) });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]?.message.content).toBe(DEMO_SENTENCE);
+  }, 25 * 60_000);
 });

@@ -2,7 +2,12 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readCardFiles } from '../../src/node/card-files.js';
+import { CARD_FILES } from '../../src/shared/node-paths.js';
+import type { CardIdentity } from '../../src/shared/card-identity.js';
+import { REPO, runCli } from '../helpers/cli.js';
 import { parseBmap } from '../../src/host/flash/bmap.js';
 import { flash, type FlashOptions } from '../../src/host/flash/flash.js';
 import { bmapByteRanges } from '../../src/host/flash/ranges.js';
@@ -17,6 +22,10 @@ const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 
 const work = mkdtempSync(join(tmpdir(), 'flash-test-'));
 const image = join(work, 'test.img');
 const bmapFile = join(work, 'test.bmap');
+/** Like a built image's start: a FAT boot partition first (a real file system), the rest mapped sparsely. */
+const fatImage = join(work, 'fat.img');
+const FAT_OFFSET = 2048 * 512;
+const KEY = readFileSync(join(REPO, 'test/fixtures/test-login-key.pub'), 'utf8').trim();
 const loops: string[] = [];
 const mounts: string[] = [];
 
@@ -66,7 +75,27 @@ beforeAll(() => {
   execFileSync('dd', ['if=/dev/urandom', `of=${image}`, 'bs=4096', 'seek=16383', 'count=1', 'conv=notrunc', 'status=none']);
   execFileSync('bmaptool', ['create', '-o', bmapFile, image], { stdio: 'ignore' });
   execFileSync('zstd', ['-q', '-f', image, '-o', `${image}.zst`]);
+
+  execFileSync('truncate', ['-s', '64M', fatImage]);
+  execFileSync('sfdisk', ['-q', fatImage], { input: 'label: dos\nstart=2048, size=81920, type=c\nstart=83968, type=83\n' });
+  execFileSync('mkfs.vfat', ['-F', '32', '-n', 'bootfs', `--offset=2048`, fatImage, String(81920 / 2)], { stdio: 'ignore' });
+  execFileSync('mcopy', ['-i', `${fatImage}@@${FAT_OFFSET}`, join(REPO, 'LICENSE'), '::/config.txt'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
+  execFileSync('dd', ['if=/dev/urandom', `of=${fatImage}`, 'bs=4096', 'seek=12000', 'count=300', 'conv=notrunc', 'status=none']);
+  execFileSync('bmaptool', ['create', '-o', join(work, 'fat.bmap'), fatImage], { stdio: 'ignore' });
+  execFileSync('zstd', ['-q', '-f', fatImage, '-o', `${fatImage}.zst`]);
 });
+
+const mtools = { ...process.env, MTOOLS_SKIP_CHECK: '1', MTOOLSRC: '/dev/null' };
+/** A file of a card's FAT partition as the node reads it, or undefined when it is not there. */
+function fatFile(card: string, name: string): string | undefined {
+  try {
+    return execFileSync('mtype', ['-i', `${card}@@${FAT_OFFSET}`, `::/${name}`], { env: mtools, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return undefined;
+  }
+}
+/** The identity a node's first boot would read off this card. */
+const identityOn = (card: string) => readCardFiles({ userData: fatFile(card, CARD_FILES.userData), networkConfig: fatFile(card, CARD_FILES.networkConfig), node: fatFile(card, CARD_FILES.node) });
 
 afterAll(() => {
   for (const m of mounts.reverse()) spawnQuiet('umount', [m]);
@@ -199,5 +228,83 @@ describe('flash to a block device (loop)', () => {
     expect(statSync(rootDev).isBlockDevice()).toBe(true);
     const error = await flash(base({ image, target: rootDev, force: true, confirm: async () => { throw new Error('must not ask'); } })).then(() => undefined, (e: unknown) => e as Error);
     expect(error?.message).toMatch(/holds the running system/);
+  });
+});
+
+describe('per-card node identity', () => {
+  const identity: CardIdentity = { hostname: 'llm-2', role: 'worker', sshKeys: [KEY], network: { link: 'eth0', address: '192.168.1.22/24', gateway: '192.168.1.1', dns: ['192.168.1.1'] } };
+
+  it('writes the node files into the boot partition of a file target after verifying it; the node reads them back', async () => {
+    const target = join(work, 'card.img');
+    const result = await flash(base({ image: `${fatImage}.zst`, target, identity }));
+    expect(result.identityFiles).toEqual(['user-data', 'network-config', 'meta-data', 'pi-image/node.json']);
+    expect(identityOn(target)).toEqual({ identity, notes: [], problems: [] });
+    expect(fatFile(target, 'config.txt')).toBe(readFileSync(join(REPO, 'LICENSE'), 'utf8'));
+    // The FAT is still consistent (fsck.vfat reads it through a read-only loop device at the partition).
+    const part = sh('losetup', ['--find', '--show', '--read-only', '--offset', String(FAT_OFFSET), '--sizelimit', String(81920 * 512), target]);
+    loops.push(part);
+    expect(execFileSync('fsck.vfat', ['-n', part], { encoding: 'utf8' })).toMatch(/\d+ files, \d+\/\d+ clusters/);
+  });
+
+  it('on a loop device too', async () => {
+    const dev = loopDevice(64 << 20);
+    await flash(base({ image: fatImage, target: dev, force: true, identity: { hostname: 'llm-1', role: 'root', sshKeys: [] } }));
+    expect(identityOn(dev).identity).toEqual({ hostname: 'llm-1', role: 'root', sshKeys: [] });
+  });
+
+  it('--count with a file pattern: numbered cards, named <cluster>-1…N, consecutive addresses', async () => {
+    writeFileSync(join(work, 'manifest.json'), JSON.stringify({ config: { cluster: { name: 'llm' } } }));
+    const run = await runCli(['flash', `${fatImage}.zst`, join(work, 'node-{n}.img'), '--count', '3', '--address', '10.7.0.11/24', '--interface', '52:54:00:a1:00:01', '--json']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const cards = [1, 2, 3].map((n) => identityOn(join(work, `node-${n}.img`)).identity);
+    expect(cards.map((c) => [c.hostname, c.network?.address, c.network?.link])).toEqual([
+      ['llm-1', '10.7.0.11/24', '52:54:00:a1:00:01'],
+      ['llm-2', '10.7.0.12/24', '52:54:00:a1:00:01'],
+      ['llm-3', '10.7.0.13/24', '52:54:00:a1:00:01'],
+    ]);
+    expect(run.events.filter((e) => e.type === 'result')).toHaveLength(3);
+  });
+
+  it('--count on one card reader: waits for the card to be taken out and the next put in', async () => {
+    const dev = loopDevice(64 << 20);
+    const second = join(work, 'second-card.raw');
+    execFileSync('truncate', ['-s', String(64 << 20), second]);
+    const child = execa(process.execPath, [join(REPO, 'dist/host/cli/main.js'), 'flash', fatImage, dev, '--count', '2', '--node', 'shelf', '--force', '--yes'], { reject: false, stdin: 'ignore' });
+    let err = '';
+    const seen = (re: RegExp) => new Promise<void>((resolve) => {
+      const check = () => re.test(err) && resolve();
+      child.stderr?.on('data', (d: Buffer) => ((err += d.toString()), check()));
+      check();
+    });
+    await seen(/take the card out of/);
+    const first = readFileSync(`/sys/block/${dev.slice(5)}/loop/backing_file`, 'utf8').trim();
+    execFileSync('losetup', ['-d', dev]); // the card comes out
+    await seen(/card taken out/);
+    execFileSync('losetup', [dev, second]); // the next one goes in
+    const done = await child;
+    expect(done.exitCode, err).toBe(0);
+    expect(identityOn(first).identity.hostname).toBe('shelf-1');
+    expect(identityOn(second).identity.hostname).toBe('shelf-2');
+  }, 120_000);
+
+  it('refuses what it cannot write, before writing anything', async () => {
+    const target = join(work, 'refused.img');
+    for (const [args, message] of [
+      [['--node', 'bad_name'], /--node "bad_name" is not a host name/],
+      [['--address', '10.0.0.1'], /not an IPv4 address with a prefix length/],
+      [['--role', 'boss'], /argument 'boss' is invalid/],
+      [['--count', '2', '--node', 'x'], /--count 2 needs a block device .* or file names with \{n\}/],
+      [['--ssh-key', join(work, 'missing.pub')], /--ssh-key .*missing.pub: no such file/],
+      [['--verify-only', '--node', 'x'], /--verify-only writes nothing/],
+    ] as [string[], RegExp][]) {
+      const run = await runCli(['flash', fatImage, target, ...args]);
+      expect(run.exitCode, args.join(' ')).not.toBe(0);
+      expect(run.stderr, args.join(' ')).toMatch(message);
+      expect(existsSync(target) || existsSync(`${target}.partial`)).toBe(false);
+    }
+    const pattern = join(work, 'refused-{n}.img');
+    const sameRole = await runCli(['flash', fatImage, pattern, '--count', '2', '--role', 'root']);
+    expect(sameRole.stderr).toMatch(/--role gives every one of the 2 cards the same role/);
+    expect(existsSync(join(work, 'refused-1.img'))).toBe(false);
   });
 });

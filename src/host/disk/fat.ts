@@ -38,12 +38,19 @@ export async function makeBootFilesystem(opts: {
   });
 }
 
-/** Adds files to a folder of the FAT file system already in the image (the first-boot secrets). */
-export async function addBootFiles(opts: { image: string; layout: DiskLayout; folder: string; files: string[]; sourceDateEpoch: number; reporter: Reporter }): Promise<void> {
-  const target = `${opts.image}@@${opts.layout.boot.startBytes}`;
-  const env = { ...MTOOLS_ENV, SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch) };
-  // A boot partition kept from a base image may have the folder (and an old secret) already.
-  const exists = await runTool('mdir', ['-i', target, '-b', `::/${opts.folder}`], { stage: 'disk', reporter: opts.reporter, env }).then(() => true, () => false);
-  if (!exists) await runTool('mmd', ['-i', target, `::/${opts.folder}`], { stage: 'disk', reporter: opts.reporter, env });
-  await runTool('mcopy', ['-i', target, '-D', 'o', '-p', '-m', '-Q', ...opts.files, `::/${opts.folder}/`], { stage: 'disk', reporter: opts.reporter, env });
+/**
+ * Adds files to a folder ('' for the top) of the FAT file system at byte `fatOffset` of an
+ * image or a card, replacing files of the same name (the first-boot secrets at build time, a
+ * card's identity at flash time).
+ */
+export async function addBootFiles(opts: { image: string; fatOffset: number; folder: string; files: string[]; sourceDateEpoch?: number; reporter: Reporter; stage?: string }): Promise<void> {
+  const target = `${opts.image}@@${opts.fatOffset}`;
+  const env = { ...MTOOLS_ENV, ...(opts.sourceDateEpoch !== undefined ? { SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch) } : {}) };
+  const tool = { stage: opts.stage ?? 'disk', reporter: opts.reporter, env };
+  if (opts.folder) {
+    // A boot partition kept from a base image (or a card flashed before) may have the folder already.
+    const exists = await runTool('mdir', ['-i', target, '-b', `::/${opts.folder}`], tool).then(() => true, () => false);
+    if (!exists) await runTool('mmd', ['-i', target, `::/${opts.folder}`], tool);
+  }
+  await runTool('mcopy', ['-i', target, '-D', 'o', '-p', '-m', '-Q', ...opts.files, `::/${opts.folder}${opts.folder ? '/' : ''}`], tool);
 }

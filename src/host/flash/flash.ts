@@ -10,6 +10,8 @@ import { FileSource, ZstdSource, zstdContentSize, type ImageSource } from './sou
 import { blockDevno, deviceInfo, formatBytes, refusals, REAL_SYSTEM, type DeviceInfo, type SystemPaths } from './safety.js';
 import { FileTarget, openBlockDevice, readFully, type FlashTarget } from './target.js';
 import { verifyRanges } from './verify.js';
+import { writeCardFiles } from './card-files.js';
+import type { CardIdentity } from '../../shared/card-identity.js';
 
 /**
  * `pi-image flash`: source (image file or zstd stream) → target (file or block device), then
@@ -27,6 +29,8 @@ export interface FlashOptions {
   force?: boolean;
   /** Asked before a block device is written; resolves true to go on. Absent: refused. */
   confirm?: (device: DeviceInfo) => Promise<boolean>;
+  /** This card's node identity (`--node`): written into its boot partition once it is verified. */
+  identity?: CardIdentity;
   reporter: Reporter;
   signal?: AbortSignal;
   system?: SystemPaths;
@@ -44,6 +48,8 @@ export interface FlashResult {
   verifyOnly: boolean;
   writeSeconds: number;
   verifySeconds: number;
+  /** The identity files written into the card's boot partition. */
+  identityFiles?: string[];
 }
 
 /** The bmap that goes with an image: `x.img.zst` and `x.img` → `x.bmap` (as the build names it), else `x.img.bmap`. */
@@ -160,6 +166,15 @@ export async function flash(opts: FlashOptions): Promise<FlashResult> {
   const expected: string[] = [];
   const write = new ByteProgress(reporter, 'write', total, 'wrote');
   let verifySeconds = 0;
+  let identityFiles: string[] | undefined;
+  const writeIdentity = async (path: string, block: boolean) => {
+    const identity = opts.identity as CardIdentity;
+    reporter.emit({ type: 'stage-start', stage: 'identity', title: `node identity${identity.hostname ? ` ${identity.hostname}` : ''}${identity.role ? `, ${identity.role}` : ''}${identity.network ? `, ${identity.network.address}` : ''} → boot partition` });
+    const started = Date.now();
+    const files = await writeCardFiles(path, identity, { block, reporter });
+    reporter.emit({ type: 'stage-end', stage: 'identity', cached: false, seconds: (Date.now() - started) / 1000 });
+    return files;
+  };
   try {
     signal?.throwIfAborted();
     await target.prepare(imageSize);
@@ -203,7 +218,10 @@ export async function flash(opts: FlashOptions): Promise<FlashResult> {
       verifySeconds = progress.seconds;
       reporter.emit({ type: 'stage-end', stage: 'verify', cached: false, seconds: verifySeconds });
     }
+    // The identity edits the boot partition after the check: the image's blocks were verified as written.
+    if (opts.identity && target instanceof FileTarget) identityFiles = await writeIdentity(target.partialPath, false);
     await target.commit();
+    if (opts.identity && target.kind === 'block') identityFiles = await writeIdentity(opts.target, true);
   } catch (error) {
     await target.abort();
     throw started ? halfWritten(error) : signal?.aborted ? signal.reason : error;
@@ -219,6 +237,7 @@ export async function flash(opts: FlashOptions): Promise<FlashResult> {
     verifyOnly: false,
     writeSeconds: write.seconds,
     verifySeconds,
+    ...(identityFiles ? { identityFiles } : {}),
   };
 }
 

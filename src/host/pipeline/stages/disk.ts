@@ -95,7 +95,7 @@ async function putSecrets(image: string, layout: DiskLayout, secrets: { name: st
       await utimes(file, sourceDateEpoch, sourceDateEpoch);
       files.push(file);
     }
-    await addBootFiles({ image, layout, folder: BOOT_SECRETS_DIR.split('/').pop() as string, files, sourceDateEpoch, reporter });
+    await addBootFiles({ image, fatOffset: layout.boot.startBytes, folder: BOOT_SECRETS_DIR.split('/').pop() as string, files, sourceDateEpoch, reporter });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
