@@ -1,6 +1,5 @@
 import { Command } from 'commander';
 import { configSourceLine, findConfigFile, loadConfig } from '../config/config.js';
-import { planBuild } from '../plan/plan-build.js';
 import { silentReporter } from '../progress.js';
 import { addConfigOptions } from './build-command.js';
 import { reportError } from './report-error.js';
@@ -15,6 +14,7 @@ export function bootconfigCommand(): Command {
     try {
       const configFile = await findConfigFile(options.config as string | undefined);
       if (!options.json) process.stderr.write(configSourceLine(configFile));
+      const { planBuild } = await import('../plan/plan-build.js');
       const { plan } = await planBuild(await loadConfig(configFile, options));
       if (options.json) process.stdout.write(`${JSON.stringify({ config: configFile ?? null, configTxt: plan.boot.configTxt, cmdline: plan.boot.cmdline })}\n`);
       else process.stdout.write(`# config.txt\n${plan.boot.configTxt ?? `(board ${plan.board.name} has no config.txt)\n`}\n# cmdline.txt\n${plan.boot.cmdline}`);

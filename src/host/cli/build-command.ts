@@ -1,6 +1,4 @@
 import { Command, Option } from 'commander';
-import { build } from '../pipeline/pipeline.js';
-import { planBuild } from '../plan/plan-build.js';
 import { configFlags, configSourceLine, findConfigFile, loadConfig } from '../config/config.js';
 import { formatSeconds } from '../progress.js';
 import { runCancellable } from './cancellable.js';
@@ -40,6 +38,8 @@ export function buildCommand(): Command {
       const configFile = await findConfigFile(options.config as string | undefined);
       if (!options.json) process.stderr.write(configSourceLine(configFile));
       const config = await loadConfig(configFile, options);
+      // Loaded here, not at start-up: `--help` and the other commands stay quick.
+      const [{ planBuild }, { build }] = await Promise.all([import('../plan/plan-build.js'), import('../pipeline/pipeline.js')]);
       if (options.printPlan) {
         const { plan } = await planBuild(config);
         if (options.json) reporter.emit({ type: 'result', data: plan });

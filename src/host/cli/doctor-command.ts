@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { checkHost } from '../tools/host-tools.js';
 
 export function doctorCommand(): Command {
   return new Command('doctor')
@@ -8,6 +7,7 @@ export function doctorCommand(): Command {
     .option('--json', 'print the checks as JSON')
     .action(async (options: { host?: boolean; json?: boolean }, command: Command) => {
       if (!options.host) command.error('error: say what to check: --host (the build host; a node checks itself with `pi-node doctor`)');
+      const { checkHost } = await import('../tools/host-tools.js');
       const checks = await checkHost();
       if (options.json) {
         process.stdout.write(`${JSON.stringify(checks, null, 2)}\n`);

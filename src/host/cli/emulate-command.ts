@@ -1,5 +1,6 @@
 import { Command } from 'commander';
-import { BOOT_MILESTONES, NODE_API_PORT, startCluster } from '../emulate/cluster.js';
+import type { EmulatedCluster } from '../emulate/cluster.js';
+import { DEFAULT_API_PORT as NODE_API_PORT } from '../../shared/ports.js';
 import { silentReporter, StatusLine } from '../progress.js';
 import { reportError } from './report-error.js';
 import { PiImageError } from '../errors.js';
@@ -58,8 +59,8 @@ export function emulateCommand(): Command {
       const status = new StatusLine(process.stderr);
       const show = () => status.show([...stage.entries()].map(([i, s]) => `node${i + 1}: ${s}`).join('  '));
       const logs = new Map<number, string>();
-      let cluster: Awaited<ReturnType<typeof startCluster>> | undefined;
-      let starting: ReturnType<typeof startCluster> | undefined;
+      let cluster: EmulatedCluster | undefined;
+      let starting: Promise<EmulatedCluster> | undefined;
       let stopping = false;
       const stop = async () => {
         if (stopping) return status.println('still stopping the nodes…');
@@ -81,6 +82,7 @@ export function emulateCommand(): Command {
         const firstApiPort = wholeNumber(options.apiPort, '--api-port', 1024, 65535 - nodes + 1);
         const timeoutMinutes = wholeNumber(options.timeout, '--timeout', 1, 24 * 60);
         const consoleNode = options.console === undefined ? undefined : wholeNumber(options.console, '--console', 1, nodes);
+        const { BOOT_MILESTONES, startCluster } = await import('../emulate/cluster.js');
         starting = startCluster({
           image,
           nodes,

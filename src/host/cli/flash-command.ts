@@ -3,11 +3,9 @@ import { createInterface } from 'node:readline/promises';
 import { Command, Option } from 'commander';
 import type { CardIdentity } from '../../shared/card-identity.js';
 import { clusterNameBeside, nthAddress, planCards, waitForNextCard } from '../flash/cards.js';
-import { identityProblem } from '../flash/card-files.js';
 import { blockDevno } from '../flash/safety.js';
 import { PiImageError } from '../errors.js';
-import { flash, type FlashResult } from '../flash/flash.js';
-import { formatCandidates, listCandidates } from '../flash/list.js';
+import type { FlashResult } from '../flash/flash.js';
 import { formatBytes, type DeviceInfo } from '../flash/safety.js';
 import { formatSeconds } from '../progress.js';
 import { runCancellable } from './cancellable.js';
@@ -27,7 +25,7 @@ async function askOnTerminal(device: DeviceInfo): Promise<boolean> {
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** The identity of card `index` from the command line, or undefined when none was asked for. */
-function identityOf(options: Record<string, unknown>, name: string | undefined, index: number): CardIdentity | undefined {
+function identityOf(options: Record<string, unknown>, name: string | undefined, index: number, identityProblem: (i: CardIdentity) => string | undefined): CardIdentity | undefined {
   const keys = ((options.sshKey as string[] | undefined) ?? []).flatMap((file) => {
     let text: string;
     try {
@@ -102,6 +100,8 @@ Examples:
     )
     .action((image: string | undefined, target: string | undefined, options: Record<string, unknown>) =>
       runCancellable(options, async ({ reporter, signal }) => {
+        // Loaded here, not at start-up: every command starts quicker.
+        const [{ flash }, { identityProblem }, { formatCandidates, listCandidates }] = await Promise.all([import('../flash/flash.js'), import('../flash/card-files.js'), import('../flash/list.js')]);
         if (options.list) {
           const list = await listCandidates(reporter);
           if (options.json) reporter.emit({ type: 'result', data: list });
@@ -112,7 +112,7 @@ Examples:
         const count = options.count as number;
         if (count > 1 && options.role) throw new PiImageError(`--role gives every one of the ${count} cards the same role`, 'flash the root card on its own with --role root, then the others with --count');
         const cards = planCards({ target, count, node: options.node as string | undefined, clusterName: clusterNameBeside(image) });
-        const identities = cards.map((card) => identityOf(options, card.name, card.index));
+        const identities = cards.map((card) => identityOf(options, card.name, card.index, identityProblem));
         if (options.verifyOnly && identities.some(Boolean)) throw new PiImageError('--verify-only writes nothing: it takes no --node, --role, --address or --ssh-key');
         const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
         const say = (line: string) => (options.json ? reporter.emit({ type: 'tool-output', stage: 'flash', line }) : process.stderr.write(`\n${line}\n`));

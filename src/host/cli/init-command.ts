@@ -1,14 +1,9 @@
 import { Command, Option } from 'commander';
 import { homedir } from 'node:os';
 import { relative, resolve } from 'node:path';
-import { validateAgainst } from '../config/validate.js';
 import { ConfigError } from '../errors.js';
-import { loadInitContext } from '../init/context.js';
-import { inquirerPrompter } from '../init/prompter.js';
 import { QUESTIONS } from '../init/questions.js';
-import { renderInit } from '../init/render.js';
-import { resolveAnswers, type Missing } from '../init/resolve.js';
-import { checkConfigTarget, writeInitFiles } from '../init/write.js';
+import type { Missing } from '../init/resolve.js';
 import { silentReporter } from '../progress.js';
 import { reportError } from './report-error.js';
 
@@ -54,6 +49,15 @@ export function initCommand(): Command {
     const yes = Boolean(options.yes);
     const force = Boolean(options.force);
     try {
+      // Loaded here, not at start-up: every command starts quicker.
+      const [{ validateAgainst }, { loadInitContext }, { inquirerPrompter }, { renderInit }, { resolveAnswers }, { checkConfigTarget, writeInitFiles }] = await Promise.all([
+        import('../config/validate.js'),
+        import('../init/context.js'),
+        import('../init/prompter.js'),
+        import('../init/render.js'),
+        import('../init/resolve.js'),
+        import('../init/write.js'),
+      ]);
       await checkConfigTarget(configFile, force);
       const ctx = await loadInitContext({ cwd, home: homedir() });
       const tty = Boolean(process.stdin.isTTY && process.stdout.isTTY);
