@@ -265,6 +265,19 @@ describe('per-card node identity', () => {
     expect(run.events.filter((e) => e.type === 'result')).toHaveLength(3);
   });
 
+  it('follows pi-image.yaml: --index N names the card <cluster>-N and gives it the Nth static address', async () => {
+    const config = join(work, 'deploy.yaml');
+    writeFileSync(config, 'board: qemu\ncluster: { name: shelf }\nnetwork:\n  addresses: static\n  first_address: 192.168.7.21/24\n  gateway: 192.168.7.1\n  dns: [192.168.7.1]\n');
+    // No manifest beside this image: the name comes from the config.
+    const image = join(work, 'bare', 'fat.img');
+    execFileSync('mkdir', ['-p', join(work, 'bare')]);
+    execFileSync('cp', ['--sparse=always', fatImage, image]);
+    const run = await runCli(['flash', image, join(work, 'third.img'), '--no-bmap', '--index', '3', '--config', config]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(run.stderr).toContain(`config: ${config}`);
+    expect(identityOn(join(work, 'third.img')).identity).toEqual({ hostname: 'shelf-3', sshKeys: [], network: { link: 'eth0', address: '192.168.7.23/24', gateway: '192.168.7.1', dns: ['192.168.7.1'] } });
+  });
+
   it('--count on one card reader: waits for the card to be taken out and the next put in', async () => {
     const dev = loopDevice(64 << 20);
     const second = join(work, 'second-card.raw');
@@ -296,6 +309,7 @@ describe('per-card node identity', () => {
       [['--count', '2', '--node', 'x'], /--count 2 needs a block device .* or file names with \{n\}/],
       [['--ssh-key', join(work, 'missing.pub')], /--ssh-key .*missing.pub: no such file/],
       [['--verify-only', '--node', 'x'], /--verify-only writes nothing/],
+      [['--gateway', '10.0.0.1'], /--gateway and --dns go with a static address/],
     ] as [string[], RegExp][]) {
       const run = await runCli(['flash', fatImage, target, ...args]);
       expect(run.exitCode, args.join(' ')).not.toBe(0);

@@ -5,6 +5,7 @@ import type { CardIdentity } from '../../shared/card-identity.js';
 import { clusterNameBeside, nthAddress, planCards, waitForNextCard } from '../flash/cards.js';
 import { blockDevno } from '../flash/safety.js';
 import { PiImageError } from '../errors.js';
+import { configSourceLine, findConfigFile, loadConfig, type Config } from '../config/config.js';
 import type { FlashResult } from '../flash/flash.js';
 import { formatBytes, type DeviceInfo } from '../flash/safety.js';
 import { formatSeconds } from '../progress.js';
@@ -24,8 +25,33 @@ async function askOnTerminal(device: DeviceInfo): Promise<boolean> {
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-/** The identity of card `index` from the command line, or undefined when none was asked for. */
-function identityOf(options: Record<string, unknown>, name: string | undefined, index: number, identityProblem: (i: CardIdentity) => string | undefined): CardIdentity | undefined {
+/** Static addressing for this run: from the flags, else from the config's `network:` section. */
+interface Addressing {
+  /** The address of the card numbered `first` (the flags), or of node 1 (the config). */
+  base: string;
+  /** The card number `base` belongs to. */
+  baseIndex: number;
+  gateway?: string;
+  dns: string[];
+  link: string;
+}
+
+function addressing(options: Record<string, unknown>, config: Config | undefined, first: number): Addressing | undefined {
+  const flagDns = typeof options.dns === 'string' ? options.dns.split(',').map((d) => d.trim()).filter(Boolean) : undefined;
+  const net = config?.network;
+  if (typeof options.address === 'string') {
+    return { base: options.address, baseIndex: first, ...(options.gateway ? { gateway: options.gateway as string } : {}), dns: flagDns ?? [], link: (options.interface as string | undefined) ?? 'eth0' };
+  }
+  if (net?.addresses === 'static' && net.first_address) {
+    const gateway = (options.gateway as string | undefined) ?? net.gateway;
+    return { base: net.first_address, baseIndex: 1, ...(gateway ? { gateway } : {}), dns: flagDns ?? net.dns, link: (options.interface as string | undefined) ?? net.interface };
+  }
+  if (options.gateway || options.dns) throw new PiImageError('--gateway and --dns go with a static address', 'add --address CIDR (or static addresses in pi-image.yaml: network.addresses: static)');
+  return undefined;
+}
+
+/** The identity of card number `index` from the command line and the config, or undefined when none was asked for. */
+function identityOf(options: Record<string, unknown>, name: string | undefined, index: number, net: Addressing | undefined, identityProblem: (i: CardIdentity) => string | undefined): CardIdentity | undefined {
   const keys = ((options.sshKey as string[] | undefined) ?? []).flatMap((file) => {
     let text: string;
     try {
@@ -35,21 +61,11 @@ function identityOf(options: Record<string, unknown>, name: string | undefined, 
     }
     return text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   });
-  const address = options.address as string | undefined;
   const identity: CardIdentity = {
     ...(name ? { hostname: name } : {}),
     ...(options.role ? { role: options.role as 'root' | 'worker' } : {}),
     sshKeys: keys,
-    ...(address
-      ? {
-          network: {
-            link: (options.interface as string | undefined) ?? 'eth0',
-            address: index === 1 ? address : nthAddress(address, index),
-            ...(options.gateway ? { gateway: options.gateway as string } : {}),
-            dns: ((options.dns as string | undefined) ?? '').split(',').map((d) => d.trim()).filter(Boolean),
-          },
-        }
-      : {}),
+    ...(net ? { network: { link: net.link, address: index === net.baseIndex ? net.base : nthAddress(net.base, index - net.baseIndex + 1), ...(net.gateway ? { gateway: net.gateway } : {}), dns: net.dns } } : {}),
   };
   if (!identity.hostname && !identity.role && !identity.network && !keys.length) return undefined;
   const problem = identityProblem(identity);
@@ -78,7 +94,9 @@ export function flashCommand(): Command {
     .option('--address <cidr>', 'a static IPv4 address with prefix length, e.g. 192.168.1.21/24 (with --count: the first card\'s; the next cards get the next addresses)')
     .option('--gateway <ip>', 'the default gateway for --address')
     .option('--dns <ips>', 'DNS servers for --address, comma-separated')
-    .option('--interface <name|mac>', 'the wired link --address is for: an interface name or a MAC address', 'eth0')
+    .option('--interface <name|mac>', 'the wired link --address is for: an interface name or a MAC address (default eth0, or network.interface of the config)')
+    .option('--index <n>', "which node of the cluster this card is, from 1: names it <cluster>-<n> and, with static addresses in the config, gives it the nth address", (v) => Number(v))
+    .option('-c, --config <file>', "pi-image.yaml whose cluster name and network: section (static addresses) the cards follow; default: ./pi-image.yaml when it exists")
     .option('--ssh-key <file>', "a public key file for the login user, added to the image's (repeatable)", collect)
     .option('--count <n>', 'flash this many cards in a row: one card reader (waits for each next card) or file names with {n}', (v) => Number(v), 1)
     .option('--list', 'list the disks that could be written, and exit')
@@ -96,7 +114,8 @@ become nodes the same way.
 Examples:
   pi-image flash out/pi-image-pi5.img.zst /dev/sdb --node llm-root --role root
   pi-image flash out/pi-image-pi5.img.zst /dev/sdb --count 3 --address 192.168.1.21/24 --gateway 192.168.1.1
-  pi-image flash out/pi-image-pi5.img.zst 'cards/node-{n}.img' --count 4`,
+  pi-image flash out/pi-image-pi5.img.zst 'cards/node-{n}.img' --count 4
+  pi-image flash out/pi-image-pi5.img.zst /dev/sdb --index 3     # node 3: <cluster>-3, and its static address from pi-image.yaml`,
     )
     .action((image: string | undefined, target: string | undefined, options: Record<string, unknown>) =>
       runCancellable(options, async ({ reporter, signal }) => {
@@ -110,9 +129,14 @@ Examples:
         }
         if (!image || !target) throw new PiImageError('usage: pi-image flash <image.img | image.img.zst> <target>  (or --list)');
         const count = options.count as number;
+        const first = options.index as number | undefined;
+        const configFile = await findConfigFile(options.config as string | undefined);
+        const config = configFile ? await loadConfig(configFile, {}) : undefined;
+        if (configFile && !options.json) process.stderr.write(configSourceLine(configFile));
         if (count > 1 && options.role) throw new PiImageError(`--role gives every one of the ${count} cards the same role`, 'flash the root card on its own with --role root, then the others with --count');
-        const cards = planCards({ target, count, node: options.node as string | undefined, clusterName: clusterNameBeside(image) });
-        const identities = cards.map((card) => identityOf(options, card.name, card.index, identityProblem));
+        const cards = planCards({ target, count, node: options.node as string | undefined, clusterName: clusterNameBeside(image) ?? config?.cluster.name, ...(first !== undefined ? { first } : {}) });
+        const net = addressing(options, config, first ?? 1);
+        const identities = cards.map((card) => identityOf(options, card.name, card.index, net, identityProblem));
         if (options.verifyOnly && identities.some(Boolean)) throw new PiImageError('--verify-only writes nothing: it takes no --node, --role, --address or --ssh-key');
         const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
         const say = (line: string) => (options.json ? reporter.emit({ type: 'tool-output', stage: 'flash', line }) : process.stderr.write(`\n${line}\n`));

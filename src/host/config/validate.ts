@@ -69,6 +69,8 @@ function show(value: unknown): string {
 export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
   const lines = new Set<string>();
   for (const e of errors) {
+    // An if/then rule fails with its `then` error too: that one says what is wrong.
+    if (e.keyword === 'if') continue;
     const key = keyName(e.instancePath);
     const where = key ? `key "${key}"` : 'the top level';
     const value = valueAt(data, e.instancePath);

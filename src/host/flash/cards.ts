@@ -26,21 +26,30 @@ export function clusterNameBeside(image: string): string | undefined {
   }
 }
 
-/** Which target and name each card gets. `node` is the name (one card) or the names' prefix (several). */
-export function planCards(opts: { target: string; count: number; node?: string; clusterName?: string }): CardPlan[] {
+/**
+ * Which target and name each card gets. `node` is the name (one card) or the names' prefix
+ * (several); `first` is the first card's number in the cluster (`--index`), which names it
+ * `<cluster>-<n>` when it is given and no `--node` is.
+ */
+export function planCards(opts: { target: string; count: number; node?: string; clusterName?: string; first?: number }): CardPlan[] {
   const { target, count } = opts;
+  const first = opts.first ?? 1;
   if (!Number.isInteger(count) || count < 1 || count > 64) throw new PiImageError(`--count must be a whole number from 1 to 64, not ${count}`);
+  if (!Number.isInteger(first) || first < 1 || first > 64) throw new PiImageError(`--index must be a whole number from 1 to 64, not ${opts.first}`);
   const isDevice = blockDevno(target) !== undefined;
   if (count === 1) {
     if (target.includes(COUNT_PLACEHOLDER)) throw new PiImageError(`${target} has ${COUNT_PLACEHOLDER} in it, but only one card is flashed`, `add --count N, or give the file's own name`);
-    return [{ index: 1, target, ...(opts.node ? { name: opts.node } : {}) }];
+    if (opts.node) return [{ index: first, target, name: opts.node }];
+    if (opts.first === undefined) return [{ index: 1, target }];
+    if (!opts.clusterName) throw new PiImageError(`--index ${first}: no name for the card (no manifest.json beside the image, no pi-image.yaml naming the cluster)`, 'give its name with --node NAME');
+    return [{ index: first, target, name: `${opts.clusterName}-${first}` }];
   }
   if (!isDevice && !target.includes(COUNT_PLACEHOLDER)) {
     throw new PiImageError(`--count ${count} needs a block device (one card after another) or file names with ${COUNT_PLACEHOLDER} in them, not ${target}`, `for example: pi-image flash image.img.zst 'cards/node-${COUNT_PLACEHOLDER}.img' --count ${count}`);
   }
   const prefix = opts.node ?? opts.clusterName;
   if (!prefix) throw new PiImageError(`--count ${count}: no names for the cards (the image has no manifest.json beside it naming its cluster)`, 'give a prefix with --node NAME: the cards become NAME-1 … NAME-N');
-  return Array.from({ length: count }, (_, i) => ({ index: i + 1, target: isDevice ? target : target.split(COUNT_PLACEHOLDER).join(String(i + 1)), name: `${prefix}-${i + 1}` }));
+  return Array.from({ length: count }, (_, i) => ({ index: first + i, target: isDevice ? target : target.split(COUNT_PLACEHOLDER).join(String(first + i)), name: `${prefix}-${first + i}` }));
 }
 
 const ipToInt = (ip: string) => ip.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);

@@ -3,6 +3,8 @@ import { extname, join, resolve } from 'node:path';
 import { ENGINES } from '../../shared/engines/index.js';
 import type { EngineAdapter } from '../../shared/engines/adapter.js';
 import { parsePublicKeyFile } from './ssh-key.js';
+import { isCidr } from '../../shared/card-identity.js';
+import { isIPv4 } from '../../shared/ipv4.js';
 
 export type EngineName = EngineAdapter['name'];
 export type Storage = 'sd' | 'nvme' | 'usb';
@@ -21,6 +23,10 @@ export interface InitAnswers {
   tokenizer?: string;
   cluster: string;
   clusterSize: number;
+  network: 'dhcp' | 'static';
+  firstAddress?: string;
+  gateway?: string;
+  dns?: string[];
   sshKeys: string[];
   apiToken: boolean;
   tuningProfile: string;
@@ -146,6 +152,7 @@ export async function checkBaseImage(raw: string, ctx: Pick<InitContext, 'cwd' |
 const boardOf = (a: Partial_, ctx: InitContext) => ctx.boards.find((b) => b.name === a.board);
 const isPi = (a: Partial_) => a.board !== 'qemu';
 const isDllama = (a: Partial_) => a.engine === 'dllama';
+const isStatic = (a: Partial_) => a.network === 'static';
 
 export const QUESTIONS: Question[] = [
   {
@@ -303,6 +310,59 @@ export const QUESTIONS: Question[] = [
       const s = String(raw);
       const problem = checkClusterSize(s, a.engine ?? 'llama.cpp');
       return problem ? bad(problem) : ok(Number(s));
+    },
+  },
+  {
+    id: 'network',
+    flag: '--network <kind>',
+    summary: 'how the nodes get addresses: dhcp, or static (pi-image flash gives each card its own, from --first-address)',
+    kind: 'select',
+    ask: isPi,
+    message: () => 'How do the nodes get their IPv4 addresses?',
+    choices: () => [
+      { name: "DHCP from the LAN's router (a link-local address on a bare switch)", value: 'dhcp' },
+      { name: 'Static addresses: pi-image flash gives each card the next one', value: 'static' },
+    ],
+    default: () => 'dhcp',
+    parse: async (raw) => (raw === 'dhcp' || raw === 'static' ? ok(raw) : bad(`network must be dhcp or static, not "${String(raw)}"`)),
+  },
+  {
+    id: 'firstAddress',
+    flag: '--first-address <cidr>',
+    summary: "the first node's static IPv4 address with prefix length (node N gets the Nth from there)",
+    kind: 'text',
+    applies: isStatic,
+    message: () => "The first node's address with its prefix length, e.g. 192.168.1.21/24 (node N gets the Nth address from there)",
+    parse: async (raw) => {
+      const s = text(raw) ?? '';
+      return isCidr(s) ? ok(s) : bad(`"${s}" is not an IPv4 address with a prefix length, like 192.168.1.21/24`);
+    },
+  },
+  {
+    id: 'gateway',
+    flag: '--gateway <ip>',
+    summary: 'the default gateway for the static addresses (empty: none, a switch without a router)',
+    kind: 'text',
+    applies: isStatic,
+    message: () => 'Default gateway (empty: none)',
+    default: () => '',
+    parse: async (raw) => {
+      const s = typeof raw === 'string' ? raw.trim() : '';
+      return !s ? ok(undefined) : isIPv4(s) ? ok(s) : bad(`gateway "${s}" is not an IPv4 address`);
+    },
+  },
+  {
+    id: 'dns',
+    flag: '--dns <ips>',
+    summary: 'DNS servers for the static addresses, comma-separated (empty: none)',
+    kind: 'text',
+    applies: isStatic,
+    message: () => 'DNS servers, comma-separated (empty: none)',
+    default: () => '',
+    parse: async (raw) => {
+      const list = (typeof raw === 'string' ? raw : '').split(',').map((d) => d.trim()).filter(Boolean);
+      const badOne = list.find((d) => !isIPv4(d));
+      return badOne === undefined ? ok(list) : bad(`DNS server "${badOne}" is not an IPv4 address`);
     },
   },
   {

@@ -40,6 +40,9 @@ export function configFromAnswers(answers: InitAnswers, configFile: string): Rec
     secret_file: `./${SECRET_FILE}`,
     ...(answers.apiToken ? { api_token_file: `./${TOKEN_FILE}` } : {}),
   };
+  if (answers.network === 'static' && answers.firstAddress) {
+    config.network = { addresses: 'static', first_address: answers.firstAddress, ...(answers.gateway ? { gateway: answers.gateway } : {}), ...(answers.dns?.length ? { dns: answers.dns } : {}) };
+  }
   config.engine = { name: answers.engine, ...(answers.engine === 'dllama' && answers.dllamaDir ? { dllama_dir: at(answers.dllamaDir) } : {}) };
   config.model = { path: at(answers.model), ...(answers.engine === 'dllama' && answers.tokenizer ? { tokenizer: at(answers.tokenizer) } : {}) };
   config.user = { ssh_keys: answers.sshKeys.map(at) };

@@ -88,6 +88,7 @@ async function typed(q: Question, dflt: unknown, a: Partial<InitAnswers>, ctx: I
 function notApplying(q: Question): string {
   if (q.id === 'baseImage' || q.id === 'baseSha256') return '--base raspios';
   if (q.id === 'dllamaDir' || q.id === 'tokenizer') return '--engine dllama';
+  if (q.id === 'firstAddress' || q.id === 'gateway' || q.id === 'dns') return '--network static';
   return 'another configuration';
 }
 

@@ -21,6 +21,14 @@ describe('flash --count: which card gets which target and name', () => {
     expect(planCards({ target: '{n}.img', count: 2, node: 'pi', clusterName: 'llm' }).map((c) => c.name)).toEqual(['pi-1', 'pi-2']);
   });
 
+  it('--index: the card\'s number in the cluster names it, alone or as the first of several', () => {
+    expect(planCards({ target: 'card.img', count: 1, clusterName: 'llm', first: 3 })).toEqual([{ index: 3, target: 'card.img', name: 'llm-3' }]);
+    expect(planCards({ target: 'card.img', count: 1, node: 'boss', clusterName: 'llm', first: 3 })).toEqual([{ index: 3, target: 'card.img', name: 'boss' }]);
+    expect(planCards({ target: 'c-{n}.img', count: 2, clusterName: 'llm', first: 4 }).map((c) => [c.target, c.name])).toEqual([['c-4.img', 'llm-4'], ['c-5.img', 'llm-5']]);
+    expect(() => planCards({ target: 'card.img', count: 1, first: 2 })).toThrow(/--index 2: no name for the card/);
+    expect(() => planCards({ target: 'card.img', count: 1, clusterName: 'llm', first: 0 })).toThrow(/--index must be a whole number from 1 to 64/);
+  });
+
   it('says what is missing', () => {
     expect(() => planCards({ target: 'card.img', count: 3, clusterName: 'llm' })).toThrow(/needs a block device .* or file names with \{n\}/);
     expect(() => planCards({ target: 'c-{n}.img', count: 3 })).toThrow(/no names for the cards/);

@@ -80,6 +80,7 @@ describe('init: answers from flags, defaults and a terminal', () => {
       ['--tokenizer <file>', undefined],
       ['--cluster <name>', 'pi-cluster'],
       ['--cluster-size <n>', '2'],
+      ['--network <kind>', 'dhcp'],
       ['--ssh-key <file>', join(home, '.ssh/id_ed25519.pub')],
       ['--api-token', 'true'],
     ]);
@@ -92,7 +93,7 @@ describe('init: answers from flags, defaults and a terminal', () => {
     expect(full).toEqual({
       ok: true,
       answers: {
-        board: 'qemu', storage: 'sd', base: 'debian', engine: 'llama.cpp', model: join(dir, 'tiny.gguf'), cluster: 'pi-cluster', clusterSize: 2,
+        board: 'qemu', storage: 'sd', base: 'debian', engine: 'llama.cpp', model: join(dir, 'tiny.gguf'), cluster: 'pi-cluster', clusterSize: 2, network: 'dhcp',
         sshKeys: [join(home, '.ssh/id_ed25519.pub')], apiToken: true, tuningProfile: 'pi5-inference',
       },
     });
@@ -159,10 +160,19 @@ describe('init: answers from flags, defaults and a terminal', () => {
   });
 
   it("a Pi 5's base question says why Raspberry Pi OS", async () => {
-    const p = scripted(['pi5', 'sd', 'raspios', 'https://example.org/os.img.xz', 'F'.repeat(64), 'llama.cpp', 'tiny.gguf', '', '', '', true]);
+    const p = scripted(['pi5', 'sd', 'raspios', 'https://example.org/os.img.xz', 'F'.repeat(64), 'llama.cpp', 'tiny.gguf', '', '', 'dhcp', '', true]);
     const r = await resolveAnswers({}, { yes: false, prompter: p, ctx });
     expect(p.asked[2]).toContain("Debian's own kernel cannot drive the Pi 5's Ethernet");
-    expect(r.ok && r.answers).toMatchObject({ base: 'raspios', baseImage: 'https://example.org/os.img.xz', baseSha256: 'f'.repeat(64) });
+    expect(r.ok && r.answers).toMatchObject({ base: 'raspios', baseImage: 'https://example.org/os.img.xz', baseSha256: 'f'.repeat(64), network: 'dhcp' });
+  });
+
+  it('static addresses: asks for the first address (again while it is wrong), the gateway and DNS', async () => {
+    const p = scripted(['pi5', 'sd', 'debian', 'llama.cpp', 'tiny.gguf', '', '', 'static', '10.0.0.5', '10.0.0.5/24', '', '10.0.0.1, 9.9.9.9', '', true]);
+    const r = await resolveAnswers({}, { yes: false, prompter: p, ctx });
+    expect(r.ok && r.answers).toMatchObject({ network: 'static', firstAddress: '10.0.0.5/24', gateway: undefined, dns: ['10.0.0.1', '9.9.9.9'] });
+    expect(p.notes.join('\n')).toMatch(/"10.0.0.5" is not an IPv4 address with a prefix length/);
+    const flags = await resolveAnswers({ board: 'qemu', model: 'tiny.gguf', firstAddress: '10.0.0.5/24' }, { yes: true, ctx });
+    expect(flags).toEqual({ ok: false, problems: ['--first-address does not fit the other answers: it is for --network static'], missing: [] });
   });
 
   it('--base-image means the Raspberry Pi OS base', async () => {
