@@ -237,6 +237,25 @@ describe('cluster of three emulated nodes', () => {
     expect(new Set(machineIds).size).toBe(3);
   }, 5 * 60_000);
 
+  it('runs every engine process as its own unprivileged user, hardened; keeps the clock with timesyncd', async () => {
+    // The unit's dynamic user (a UID systemd allocates at each start), never root.
+    const uids = async (i: number, name: string) => (await vm(i).check(`ps -o uid= -C ${name} | tr -d ' ' | sort -u`)).split('\n').filter(Boolean);
+    const unitUid = async (i: number) => vm(i).check('systemctl show -p UID --value pi-image-engine');
+    for (const [i, name] of [[rootIndex, 'llama-server'], ...workers().map((w) => [w, 'ggml-rpc-server'])] as [number, string][]) {
+      const uid = await unitUid(i);
+      expect(Number(uid)).toBeGreaterThan(0);
+      expect(await uids(i, name)).toEqual([uid]);
+    }
+    expect(await vm(rootIndex).check('grep -E "^(CapEff|NoNewPrivs)" /proc/$(systemctl show -p MainPID --value pi-image-engine)/status | tr -s "\t " " "')).toBe('NoNewPrivs: 1\nCapEff: 0000000000000000');
+    for (const unit of ['pi-image-engine', 'pi-image-agent', 'pi-image-first-boot']) {
+      const line = await vm(rootIndex).check(`systemd-analyze security ${unit}.service --no-pager 2>/dev/null | grep 'Overall exposure level'`, 3 * 60_000);
+      const [, score, level] = /:\s*([\d.]+)\s+(\w+)/.exec(line) ?? [];
+      figures.push(`systemd-analyze security ${unit}.service: ${score} ${level}`);
+      if (unit === 'pi-image-engine') expect(['SAFE', 'OK', 'MEDIUM']).toContain(level);
+    }
+    expect(await vm(rootIndex).check('systemctl is-enabled systemd-timesyncd; systemctl is-active systemd-timesyncd')).toBe('enabled\nactive');
+  }, 15 * 60_000);
+
   it('answers mDNS for <cluster>.local with the root', async () => {
     const rootAddress = (await status(workers()[0] as number)).peers.find((p) => p.node === rootId)?.addresses[0];
     const resolved = await vm(workers()[1] as number).check('getent ahostsv4 test.local | head -1 | cut -d" " -f1', 60_000);
