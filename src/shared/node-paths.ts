@@ -9,6 +9,8 @@ export const NODE_SETTINGS_PATH = '/etc/pi-image/node.json';
 export const TUNING_STATE_PATH = '/etc/pi-image/tuning.json';
 /** Public keys of the login user, baked in at build time. */
 export const AUTHORIZED_KEYS_PATH = '/etc/pi-image/authorized_keys';
+/** Public keys whose signed OTA bundles this node accepts (ota.trusted_keys), one PEM file each. */
+export const OTA_TRUSTED_KEYS_DIR = '/etc/pi-image/ota-keys';
 
 /** The boot partition (FAT) as the node mounts it. */
 export const BOOT_DIR = '/boot/firmware';

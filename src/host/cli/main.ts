@@ -10,6 +10,7 @@ import { initCommand } from './init-command.js';
 import { flashCommand } from './flash-command.js';
 import { leversCommand } from './levers-command.js';
 import { tinyModelCommand } from './tiny-model-command.js';
+import { keysCommand, modelCommand, runtimeCommand } from './ota-command.js';
 
 const program = new Command('pi-image')
   .description('Build tuned Debian / Raspberry Pi OS images for CPU-only LLM inference clusters')
@@ -23,7 +24,10 @@ const program = new Command('pi-image')
   .addCommand(leversCommand())
   .addCommand(emulateCommand())
   .addCommand(tinyModelCommand())
-  .addCommand(flashCommand());
+  .addCommand(flashCommand())
+  .addCommand(keysCommand())
+  .addCommand(runtimeCommand())
+  .addCommand(modelCommand());
 
 // Usage mistakes (an unknown option or command, a missing argument) exit 2, failures 1, as pi-node does.
 const everyCommand = (c: Command): Command[] => [c, ...c.commands.flatMap(everyCommand)];

@@ -45,6 +45,7 @@ export interface Config {
   engine: { name?: 'llama.cpp' | 'dllama'; dllama_dir?: string; context_length: number };
   model?: { path: string; tokenizer?: string; name?: string };
   user: { name: string; ssh_keys: string[] };
+  ota: { trusted_keys: string[] };
   rootfs: { headroom_mib: number };
   compression: { level: number };
   source_date_epoch?: number;
@@ -180,6 +181,7 @@ function absolutePaths(config: Config, dir: string, outDir: string): void {
     if (config.model.tokenizer) config.model.tokenizer = at(config.model.tokenizer);
   }
   config.user.ssh_keys = config.user.ssh_keys.map(at);
+  config.ota.trusted_keys = config.ota.trusted_keys.map(at);
 }
 
 const REDACTED = '<redacted>';

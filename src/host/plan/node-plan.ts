@@ -6,7 +6,8 @@ import { basename, extname, join } from 'node:path';
 import type { Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import type { NodeSettings } from '../../shared/node-settings.js';
-import { ENGINE_BIN_DIR, inRootfs, MODEL_DIR } from '../../shared/node-paths.js';
+import { ENGINE_BIN_DIR, inRootfs, MODEL_DIR, OTA_TRUSTED_KEYS_DIR } from '../../shared/node-paths.js';
+import { keyId, publicKeyFromPem } from '../../shared/ota/manifest.js';
 import { DISCOVERY_PORT } from '../../shared/ports.js';
 import { ENGINES } from '../../shared/engines/index.js';
 import { sha256OfFile } from '../tools/download.js';
@@ -104,6 +105,19 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
       throw new ConfigError(`user.ssh_keys: ${file} is not a public key file${bad?.includes('PRIVATE KEY') ? ' (it is a PRIVATE key: never put that in an image)' : ''}`, 'give the .pub file');
     }
     keys.push(...lines);
+  }
+  for (const file of config.ota.trusted_keys) {
+    const text = await readFile(file, 'utf8').catch(() => {
+      throw new ConfigError(`ota.trusted_keys: cannot read ${file}`, 'give the .pub file `pi-image keys new` wrote');
+    });
+    if (text.includes('PRIVATE KEY')) throw new ConfigError(`ota.trusted_keys: ${file} is a PRIVATE key: never put that in an image`, 'give the .pub file beside it');
+    let id: string;
+    try {
+      id = keyId(publicKeyFromPem(text, file));
+    } catch (e) {
+      throw new ConfigError(`ota.trusted_keys: ${(e as Error).message}`, 'give the .pub file `pi-image keys new` wrote');
+    }
+    files.push(await imageFile(file, `${inRootfs(OTA_TRUSTED_KEYS_DIR)}/${id}.pub`, 0o644, 'ota.trusted_keys'));
   }
   const secrets: NodePlan['secrets'] = [{ name: 'cluster.secret', source: config.cluster.secret_file ?? null }];
   if (config.cluster.secret_file) await readSecretFile(config.cluster.secret_file, 'cluster.secret_file');

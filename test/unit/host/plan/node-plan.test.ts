@@ -1,4 +1,5 @@
 import { linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -8,6 +9,7 @@ import { resolveConfig } from '../../../../src/host/config/config.js';
 import { moveSecretOffBootPartition } from '../../../../src/node/first-boot.js';
 import { broadcastOf, sameSubnet } from '../../../../src/node/identity.js';
 import { REPO } from '../../../helpers/cli.js';
+import { keyId } from '../../../../src/shared/ota/manifest.js';
 import { tinyGguf } from '../../../../src/host/model/tiny-gguf.js';
 import { dllamaModelHeader } from '../../../helpers/dllama-model.js';
 
@@ -73,6 +75,22 @@ describe('node plan', () => {
     await expect(plan({ model: { path: 'model.bin' } })).rejects.toThrow(/\.gguf/);
     await expect(plan({ cluster: { size: 3 } }, 'pi5')).rejects.toThrow(/power-of-two/);
     await expect(plan({ engine: { name: 'dllama', dllama_dir: work }, cluster: { size: 2 } })).rejects.toThrow(/dllama is missing or not executable|dllama-api is missing/);
+  });
+});
+
+describe('OTA trusted keys', () => {
+  const plan = async (config: Record<string, unknown>) => planNode(resolveConfig({ board: 'qemu', ...config }, {}, { dir: work }), await loadBoard('qemu'));
+
+  it('puts each public update key into the image under its key id; refuses a private key or another kind of key', async () => {
+    const keys = ['one', 'two'].map((n) => generateKeyPairSync('ed25519'));
+    keys.forEach((k, i) => writeFileSync(join(work, `ota-${i}.pub`), k.publicKey.export({ type: 'spki', format: 'pem' })));
+    const p = await plan({ ota: { trusted_keys: ['ota-0.pub', 'ota-1.pub'] } });
+    expect(p.files.map((f) => [f.target, f.mode])).toEqual(keys.map((k) => [`etc/pi-image/ota-keys/${keyId(k.publicKey)}.pub`, 0o644]));
+    writeFileSync(join(work, 'ota.key'), keys[0]!.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    await expect(plan({ ota: { trusted_keys: ['ota.key'] } })).rejects.toThrow(/ota.key is a PRIVATE key: never put that in an image/);
+    writeFileSync(join(work, 'rsa.pub'), generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }));
+    await expect(plan({ ota: { trusted_keys: ['rsa.pub'] } })).rejects.toThrow(/rsa.pub is a rsa key, not Ed25519/);
+    await expect(plan({ ota: { trusted_keys: ['missing.pub'] } })).rejects.toThrow(/ota.trusted_keys: cannot read/);
   });
 });
 
