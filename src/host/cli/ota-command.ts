@@ -37,6 +37,17 @@ async function verifyCommandAction(bundle: string, options: Record<string, unkno
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
+/** `<runtime|model> verify <bundle>`: the bundle checked as a node checks it. */
+function addVerify(parent: Command, kind: BundleManifest['kind']): Command {
+  return parent
+    .command('verify')
+    .description(`Check a ${kind} bundle as a node does: its signature against the trusted keys, every file's size and SHA-256`)
+    .argument('<bundle>')
+    .option('--trust <file>', 'a trusted public key (repeat for more)', collect)
+    .option('--json', 'print the result as JSON')
+    .action((bundle: string, options: Record<string, unknown>) => runCancellable(options, ({ reporter }) => verifyCommandAction(bundle, options, kind, reporter)));
+}
+
 export function keysCommand(): Command {
   const keys = new Command('keys').description('The update signing key: OTA bundles are signed with it, nodes trust its public half');
   keys
@@ -88,14 +99,7 @@ export function runtimeCommand(): Command {
         if (!options.json) process.stdout.write(`wrote ${out}: ${summary(manifest)}\n`);
       }),
     );
-  runtime
-    .command('verify')
-    .description("Check a runtime bundle as a node does: its signature against the trusted keys, every file's size and SHA-256")
-    .argument('<bundle>')
-    .option('--trust <file>', 'a trusted public key (repeat for more)', collect)
-    .option('--arch <arch>', "the nodes' architecture: refuse a bundle built for another")
-    .option('--json', 'print the result as JSON')
-    .action((bundle: string, options: Record<string, unknown>) => runCancellable(options, ({ reporter }) => verifyCommandAction(bundle, options, 'runtime', reporter)));
+  addVerify(runtime, 'runtime').option('--arch <arch>', "the nodes' architecture: refuse a bundle built for another");
   return runtime;
 }
 
@@ -129,12 +133,6 @@ export function modelCommand(): Command {
         if (!options.json) process.stdout.write(`wrote ${out}: ${summary(manifest)}\n`);
       }),
     );
-  model
-    .command('verify')
-    .description("Check a model bundle as a node does: its signature against the trusted keys, every file's size and SHA-256")
-    .argument('<bundle>')
-    .option('--trust <file>', 'a trusted public key (repeat for more)', collect)
-    .option('--json', 'print the result as JSON')
-    .action((bundle: string, options: Record<string, unknown>) => runCancellable(options, ({ reporter }) => verifyCommandAction(bundle, options, 'model', reporter)));
+  addVerify(model, 'model');
   return model;
 }
