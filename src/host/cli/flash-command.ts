@@ -135,15 +135,17 @@ Examples:
         if (configFile && !options.json) process.stderr.write(configSourceLine(configFile));
         if (count > 1 && options.role) throw new PiImageError(`--role gives every one of the ${count} cards the same role`, 'flash the root card on its own with --role root, then the others with --count');
         const cards = planCards({ target, count, node: options.node as string | undefined, clusterName: clusterNameBeside(image) ?? config?.cluster.name, ...(first !== undefined ? { first } : {}) });
-        const net = addressing(options, config, first ?? 1);
-        const identities = cards.map((card) => identityOf(options, card.name, card.index, net, identityProblem));
-        if (options.verifyOnly && identities.some(Boolean)) throw new PiImageError('--verify-only writes nothing: it takes no --node, --role, --address or --ssh-key');
+        if (options.verifyOnly && ['node', 'role', 'address', 'sshKey', 'index'].some((k) => options[k] !== undefined)) {
+          throw new PiImageError('--verify-only writes nothing: it takes no --node, --role, --address, --ssh-key or --index');
+        }
+        // A card checked with --verify-only gets no identity (not even the config's static address).
+        const net = options.verifyOnly ? undefined : addressing(options, config, first ?? 1);
+        const identities = cards.map((card) => (options.verifyOnly ? undefined : identityOf(options, card.name, card.index, net, identityProblem)));
         const interactive = Boolean(process.stdin.isTTY && process.stderr.isTTY);
         const say = (line: string) => (options.json ? reporter.emit({ type: 'tool-output', stage: 'flash', line }) : process.stderr.write(`\n${line}\n`));
-        const results: FlashResult[] = [];
         for (const [i, card] of cards.entries()) {
           if (i > 0 && blockDevno(card.target)) await waitForNextCard(card.target, { signal, say });
-          if (cards.length > 1) say(`card ${card.index} of ${cards.length}${card.name ? `: ${card.name}` : ''} → ${card.target}`);
+          if (cards.length > 1) say(`card ${i + 1} of ${cards.length}${card.name ? `: ${card.name}` : ''} → ${card.target}`);
           const identity = identities[i];
           const result = await flash({
             image,
@@ -157,7 +159,6 @@ Examples:
             reporter,
             signal,
           });
-          results.push(result);
           reporter.emit({ type: 'result', data: result });
           if (!options.json) process.stderr.write(`\n${summary(result)}\n`);
         }
