@@ -1,13 +1,16 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { renderCardFiles } from '../../../src/host/flash/card-files.js';
 import { readCardFiles, staticNetworkUnit } from '../../../src/node/card-files.js';
 import { takeCardIdentity } from '../../../src/node/card-setup.js';
 import { loadNodeSettings } from '../../../src/node/settings.js';
 import type { CardIdentity } from '../../../src/shared/card-identity.js';
 import { CARD_FILES } from '../../../src/shared/node-paths.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'pi-image-card-test-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0ZbUQ8m8f4f7nqJbXo1s0Jw0N9d0qkGHc2f6n5u0p user@laptop';
 const OTHER_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPdBl3fLaJkq0GQ5sFZ4nR0qj1C5h4mQmQ4r9Y5yF6xw admin@desk';
@@ -111,7 +114,7 @@ describe('reading a card\'s identity files', () => {
 
 describe('first boot takes the card identity off the boot partition', () => {
   function card(files: Record<string, string>) {
-    const root = mkdtempSync(join(tmpdir(), 'pi-image-card-'));
+    const root = mkdtempSync(join(scratch, 'card-'));
     const paths = { bootDir: join(root, 'boot'), authorizedKeys: join(root, 'etc/pi-image/authorized_keys'), cardSettings: join(root, 'var/card.json'), networkUnit: join(root, 'etc/systemd/network/10-card.network') };
     mkdirSync(join(paths.bootDir, 'pi-image'), { recursive: true });
     writeFileSync(join(paths.bootDir, 'config.txt'), 'keep me\n');
@@ -150,7 +153,7 @@ describe('first boot takes the card identity off the boot partition', () => {
   });
 
   it('the agent takes the card\'s role over the image\'s', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'pi-image-settings-'));
+    const dir = mkdtempSync(join(scratch, 'settings-'));
     writeFileSync(join(dir, 'node.json'), JSON.stringify({ role: 'auto', cluster: { name: 'c' } }));
     expect((await loadNodeSettings(join(dir, 'node.json'), join(dir, 'card.json'))).role).toBe('auto');
     writeFileSync(join(dir, 'card.json'), '{"role":"worker"}\n');

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,6 +41,7 @@ describe('flash --count: which card gets which target and name', () => {
     expect(clusterNameBeside(join(dir, 'pi-image-pi5.img.zst'))).toBeUndefined();
     writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ config: { cluster: { name: 'llm' } } }));
     expect(clusterNameBeside(join(dir, 'pi-image-pi5.img.zst'))).toBe('llm');
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 

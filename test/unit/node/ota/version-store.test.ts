@@ -1,14 +1,15 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { chmodSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, createReadStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { filesOf, packBundle } from '../../../../src/host/ota/bundle-write.js';
 import { VersionStore } from '../../../../src/node/ota/version-store.js';
 import { REPO } from '../../../helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-store-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 const key = generateKeyPairSync('ed25519');
 const PEM = join(work, 'ota.pub');
 const bundles: Record<string, string> = {};

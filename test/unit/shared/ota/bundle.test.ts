@@ -1,15 +1,16 @@
-import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { filesOf, packBundle } from '../../../../src/host/ota/bundle-write.js';
 import { readBundle } from '../../../../src/shared/ota/bundle-read.js';
 import { BundleError, compareVersions, keyId, signManifest } from '../../../../src/shared/ota/manifest.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-bundle-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 const owner = generateKeyPairSync('ed25519');
 const stranger = generateKeyPairSync('ed25519');
 
