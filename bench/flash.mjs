@@ -6,7 +6,7 @@ import { join } from 'node:path';
 
 const repo = join(import.meta.dirname, '..');
 const cli = process.env.PI_IMAGE_CLI ?? join(repo, 'dist/host/cli/main.js');
-const sizeMiB = Number(process.env.BENCH_IMAGE_MIB ?? 256);
+const sizeMiB = Number(process.env.BENCH_IMAGE_MIB ?? 1024);
 const work = mkdtempSync(join(tmpdir(), 'pi-image-flash-bench-'));
 const image = join(work, 'bench.img');
 const target = join(work, 'target.img');

@@ -55,7 +55,8 @@ export interface FlashResult {
 /** The bmap that goes with an image: `x.img.zst` and `x.img` → `x.bmap` (as the build names it), else `x.img.bmap`. */
 export function bmapBeside(image: string): string | undefined {
   const base = image.replace(/\.zst$/, '');
-  for (const candidate of [base.replace(/\.img$/, '.bmap'), `${base}.bmap`]) if (existsSync(candidate)) return candidate;
+  // An image named without .img would be its own first candidate.
+  for (const candidate of [base.replace(/\.img$/, '.bmap'), `${base}.bmap`]) if (candidate !== base && existsSync(candidate)) return candidate;
   return undefined;
 }
 

@@ -67,3 +67,20 @@ describe('a card identity from the command line', () => {
     expect(identityProblem({ hostname: 'llm-1', role: 'root', sshKeys: [], network: { link: 'eth0', address: '192.168.1.21/24', dns: ['1.1.1.1'] } })).toBeUndefined();
   });
 });
+
+describe('the bmap beside an image', () => {
+  it('x.img and x.img.zst take x.bmap (as the build names it), else x.img.bmap; an image without .img is never its own bmap', async () => {
+    const { bmapBeside } = await import('../../../../src/host/flash/flash.js');
+    const dir = mkdtempSync(join(tmpdir(), 'pi-image-bmap-beside-'));
+    writeFileSync(join(dir, 'card'), 'not a bmap');
+    expect(bmapBeside(join(dir, 'card'))).toBeUndefined();
+    writeFileSync(join(dir, 'card.bmap'), '<bmap/>');
+    expect(bmapBeside(join(dir, 'card'))).toBe(join(dir, 'card.bmap'));
+    writeFileSync(join(dir, 'x.bmap'), '<bmap/>');
+    expect(bmapBeside(join(dir, 'x.img.zst'))).toBe(join(dir, 'x.bmap'));
+    expect(bmapBeside(join(dir, 'x.img'))).toBe(join(dir, 'x.bmap'));
+    writeFileSync(join(dir, 'y.img.bmap'), '<bmap/>');
+    expect(bmapBeside(join(dir, 'y.img'))).toBe(join(dir, 'y.img.bmap'));
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
