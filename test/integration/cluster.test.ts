@@ -458,15 +458,23 @@ describe('three cards flashed from the image, each with its own identity', () =>
     const result = await flash({ image: `${img}.zst`, target: loop, force: true, confirm: async () => true, reporter: silentReporter });
     expect(result).toMatchObject({ targetKind: 'block', verified: true, bmap: join(work, 'out/pi-image-qemu.bmap') });
     const bmap = parseBmap(readFileSync(join(work, 'out/pi-image-qemu.bmap'), 'utf8'));
-    const [a, b] = [openSync(img, 'r'), openSync(loop, 'r')];
-    for (const r of bmapByteRanges(bmap)) {
-      const [x, y] = [Buffer.alloc(r.length), Buffer.alloc(r.length)];
-      readSync(a, x, 0, r.length, r.offset);
-      readSync(b, y, 0, r.length, r.offset);
-      expect(x.equals(y), `blocks ${r.first}-${r.last}`).toBe(true);
-    }
-    closeSync(a);
-    closeSync(b);
+    const expectMappedEqual = (target: string) => {
+      const [a, b] = [openSync(img, 'r'), openSync(target, 'r')];
+      for (const r of bmapByteRanges(bmap)) {
+        const [x, y] = [Buffer.alloc(r.length), Buffer.alloc(r.length)];
+        readSync(a, x, 0, r.length, r.offset);
+        readSync(b, y, 0, r.length, r.offset);
+        expect(x.equals(y), `${target}: blocks ${r.first}-${r.last}`).toBe(true);
+      }
+      closeSync(a);
+      closeSync(b);
+    };
+    expectMappedEqual(loop);
+    // And to a regular file, as people who flash with other tools do.
+    const plain = join(work, 'plain.img');
+    expect(await flash({ image: `${img}.zst`, target: plain, reporter: silentReporter })).toMatchObject({ targetKind: 'file', verified: true });
+    expectMappedEqual(plain);
+    rmSync(plain);
     const victim = bmapByteRanges(bmap).at(-1) as { offset: number; first: number };
     const fd = openSync(loop, 'r+');
     writeSync(fd, Buffer.from([0x5a]), 0, 1, victim.offset + 7);
