@@ -27,7 +27,9 @@ describe('configuration', () => {
   });
 
   it('names an unknown key and what is allowed', () => {
-    expect(() => resolveConfig({ bord: 'pi5' }, {})).toThrowError(/unknown key "bord"; allowed here: board, role/);
+    expect(() => resolveConfig({ bord: 'pi5' }, {})).toThrowError(/unknown key "bord" \(did you mean "board"\?\); allowed here: board, role/);
+    expect(() => resolveConfig({ cluster: { szie: 3 } }, {})).toThrowError(/unknown key "cluster.szie" \(did you mean "size"\?\)/);
+    expect(() => resolveConfig({ zzzzzz: 1 }, {})).toThrowError(/unknown key "zzzzzz"; allowed here/);
     expect(() => resolveConfig({ apt: { check_valid: false } }, {})).toThrowError(/unknown key "apt.check_valid"; allowed here: check_valid_until, extra_sources/);
   });
 
