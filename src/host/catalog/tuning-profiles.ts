@@ -49,6 +49,8 @@ export function resolveLevers(profile: TuningProfile, board: string, overrides: 
       if (lever.value === undefined) problems.push(`tuning.${lever.id} takes no value, only true or false`);
       else if (lever.value_pattern && !new RegExp(lever.value_pattern).test(String(override))) {
         problems.push(`tuning.${lever.id}: value ${JSON.stringify(override)} is not allowed; it must match ${lever.value_pattern}`);
+      } else if (lever.value_range && !(Number(override) >= lever.value_range[0] && Number(override) <= lever.value_range[1])) {
+        problems.push(`tuning.${lever.id}: value ${JSON.stringify(override)} is out of range; it must be from ${lever.value_range[0]} to ${lever.value_range[1]}`);
       } else value = String(override);
     }
     return {

@@ -25,6 +25,8 @@ export interface LeverDefinition {
   boards: string[];
   value?: string | number;
   value_pattern?: string;
+  /** A numeric value's smallest and largest allowed value. */
+  value_range?: [number, number];
   apply: LeverApply;
 }
 

@@ -40,6 +40,12 @@ describe('tuning profile rendering', async () => {
     expect(state.levers.find((l: { id: string }) => l.id === 'engine_cpus').apply).toEqual({ engine: { CPUAffinity: '0-1', Environment: { PI_IMAGE_ENGINE_THREADS: '2' } } });
   });
 
+  it("refuses a value outside the kernel's range, naming it", () => {
+    expect(() => resolveLevers(profile, 'pi5', { swappiness: 250 })).toThrow(/tuning.swappiness: value 250 is out of range; it must be from 0 to 200/);
+    expect(resolveLevers(profile, 'pi5', { swappiness: 200 }).find((l) => l.id === 'swappiness')?.value).toBe('200');
+    expect(() => resolveLevers(profile, 'pi5', { swappiness: 'lots' })).toThrow(/must match/);
+  });
+
   it('finds overclock keys in any section', () => {
     const levers = resolveLevers(profile, 'pi5');
     expect(forbiddenConfigTxtKeys(levers, { all: ['arm_64bit=1'], pi5: ['arm_freq=2800', 'over_voltage_delta=50000', 'dtparam=pciex1'] })).toEqual([
