@@ -37,10 +37,18 @@ describe('pi-image init, without a terminal', () => {
     expect(secret).toMatch(/^[0-9a-f]{64}$/);
     expect(run.stdout + run.stderr).not.toContain(secret);
 
+    // The update key: private 0600 next to the config, never printed; the image gets only its public half.
+    expect(mode(at('a', 'ota.key'))).toBe('600');
+    expect(mode(at('a', 'ota.pub'))).toBe('644');
+    const privateKey = readFileSync(at('a', 'ota.key'), 'utf8').split('\n')[1] as string;
+    expect(run.stdout + run.stderr).not.toContain(privateKey);
+
     const plan = await printPlan(config);
     expect(plan.exitCode, plan.stderr).toBe(0);
-    const p = JSON.parse(plan.stdout) as { board: { name: string }; node: { settings: { cluster: { name: string; size: number } } } };
+    const p = JSON.parse(plan.stdout) as { board: { name: string }; node: { settings: { cluster: { name: string; size: number } }; files: { source: string; target: string }[] } };
     expect(JSON.stringify(p)).not.toContain(secret);
+    expect(JSON.stringify(p)).not.toContain(privateKey);
+    expect(p.node.files.filter((f) => f.target.startsWith('etc/pi-image/ota-keys/')).map((f) => f.source)).toEqual([at('a', 'ota.pub')]);
     expect(p.board.name).toBe('qemu');
     expect(p.node.settings.cluster).toMatchObject({ name: 'lab', size: 3 });
   });

@@ -5,11 +5,15 @@ import type { InitAnswers } from './questions.js';
 
 export const SECRET_FILE = 'cluster.secret';
 export const TOKEN_FILE = 'api.token';
+/** The update signing key pair (pi-image keys new): the private half stays next to the config. */
+export const OTA_KEY_NAME = 'ota';
 
 /** A file `pi-image init` creates: the config with its text, the secrets made fresh when written. */
 export type InitFile =
   | { path: string; mode: number; what: string; content: string }
-  | { path: string; mode: number; what: string; random: 'hex32' };
+  | { path: string; mode: number; what: string; random: 'hex32' }
+  /** An Ed25519 pair: `path` the private key (0600), `publicPath` beside it. */
+  | { path: string; mode: number; what: string; keyPair: 'ed25519'; publicPath: string };
 
 export interface InitOutput {
   /** The pi-image.yaml text, comments included. */
@@ -46,6 +50,7 @@ export function configFromAnswers(answers: InitAnswers, configFile: string): Rec
   config.engine = { name: answers.engine, ...(answers.engine === 'dllama' && answers.dllamaDir ? { dllama_dir: at(answers.dllamaDir) } : {}) };
   config.model = { path: at(answers.model), ...(answers.engine === 'dllama' && answers.tokenizer ? { tokenizer: at(answers.tokenizer) } : {}) };
   config.user = { ssh_keys: answers.sshKeys.map(at) };
+  config.ota = { trusted_keys: [`./${OTA_KEY_NAME}.pub`] };
   return config;
 }
 
@@ -120,5 +125,6 @@ export function renderInit(answers: InitAnswers, configFile: string, schema: Jso
     { path: join(dir, SECRET_FILE), mode: 0o600, what: 'the cluster secret', random: 'hex32' },
   ];
   if (answers.apiToken) files.push({ path: join(dir, TOKEN_FILE), mode: 0o600, what: 'the API token (send it as "Authorization: Bearer …")', random: 'hex32' });
+  files.push({ path: join(dir, `${OTA_KEY_NAME}.key`), publicPath: join(dir, `${OTA_KEY_NAME}.pub`), mode: 0o600, what: 'the update signing key (ota.pub beside it goes into the image; this one never does)', keyPair: 'ed25519' });
   return { text, config, files };
 }

@@ -51,6 +51,8 @@ describe('init: answers → pi-image.yaml', () => {
       model: { path: '/models/tiny.gguf' },
       // a path inside the config's folder is written relative to it (as loadConfig reads it)
       user: { ssh_keys: ['/home/me/.ssh/id_ed25519.pub', './keys/extra.pub'] },
+      // the update key made next to the config: the image trusts its public half
+      ota: { trusted_keys: ['./ota.pub'] },
     });
     expect(parse(out.text)).toEqual(out.config);
   });
@@ -111,12 +113,13 @@ describe('init: answers → pi-image.yaml', () => {
   });
 
   it('lists the files to create: the config 0644, the secrets 0600, made when written (never in the output)', () => {
-    expect(renderInit(QEMU, '/work/cfg/pi-image.yaml').files.map((f) => [f.path, f.mode.toString(8), 'random' in f ? f.random : 'text'])).toEqual([
+    expect(renderInit(QEMU, '/work/cfg/pi-image.yaml').files.map((f) => [f.path, f.mode.toString(8), 'random' in f ? f.random : 'keyPair' in f ? f.keyPair : 'text'])).toEqual([
       ['/work/cfg/pi-image.yaml', '644', 'text'],
       ['/work/cfg/cluster.secret', '600', 'hex32'],
       ['/work/cfg/api.token', '600', 'hex32'],
+      ['/work/cfg/ota.key', '600', 'ed25519'],
     ]);
-    expect(renderInit(PI5, '/work/cfg/pi-image.yaml').files.map((f) => f.path)).toEqual(['/work/cfg/pi-image.yaml', '/work/cfg/cluster.secret']);
+    expect(renderInit(PI5, '/work/cfg/pi-image.yaml').files.map((f) => f.path)).toEqual(['/work/cfg/pi-image.yaml', '/work/cfg/cluster.secret', '/work/cfg/ota.key']);
   });
 
   it('a storage of sd on qemu is left out (it means nothing there)', () => {

@@ -192,8 +192,14 @@ describe('init: writing the files', () => {
     expect(written.map((w) => [w.path.slice(out.length + 1), w.mode.toString(8), w.kept])).toEqual([
       ['cluster.secret', '600', false],
       ['api.token', '600', false],
+      ['ota.key', '600', false],
       ['pi-image.yaml', '644', false],
     ]);
+    expect(statSync(join(out, 'ota.key')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(out, 'ota.pub')).mode & 0o777).toBe(0o644);
+    expect(readFileSync(join(out, 'ota.key'), 'utf8')).toMatch(/^-----BEGIN PRIVATE KEY-----/);
+    expect(readFileSync(join(out, 'ota.pub'), 'utf8')).toMatch(/^-----BEGIN PUBLIC KEY-----/);
+    const updateKey = readFileSync(join(out, 'ota.key'), 'utf8');
     for (const name of ['cluster.secret', 'api.token']) {
       expect(statSync(join(out, name)).mode & 0o777).toBe(0o600);
       expect(readFileSync(join(out, name), 'utf8')).toMatch(/^[0-9a-f]{64}\n$/);
@@ -204,7 +210,8 @@ describe('init: writing the files', () => {
 
     await expect(writeInitFiles(files, { force: false })).rejects.toThrow(`${join(out, 'pi-image.yaml')} exists already; nothing was written`);
     const again = await writeInitFiles(files, { force: true });
-    expect(again.map((w) => w.kept)).toEqual([true, true, false]);
+    expect(again.map((w) => w.kept)).toEqual([true, true, true, false]);
     expect(readFileSync(join(out, 'cluster.secret'), 'utf8')).toBe(secret);
+    expect(readFileSync(join(out, 'ota.key'), 'utf8')).toBe(updateKey);
   });
 });
