@@ -174,9 +174,10 @@ describe('engine port firewall (nftables, network namespaces)', () => {
     const unit = readFileSync(join(REPO, 'image/layers/engine/overlay/etc/systemd/system/pi-image-engine.service'), 'utf8');
     const checks = [...unit.matchAll(/^ExecStartPre=(.*)$/gm)].map((m) => m[1] as string);
     const check = checks.find((c) => c.includes('pi_image'));
-    // No "-" prefix: a failing check fails the start. An absolute path: what systemd runs is not looked up.
-    expect(check).toMatch(/^\/usr\/sbin\/nft /);
-    const argv = (check as string).split(/\s+/);
+    // Only the "+" prefix (this check runs privileged; the engine does not), no "-": a failing
+    // check fails the start. An absolute path: what systemd runs is not looked up.
+    expect(check).toMatch(/^\+\/usr\/sbin\/nft /);
+    const argv = (check as string).slice(1).split(/\s+/);
 
     await flushRuleset();
     expect((await execa('ip', ['netns', 'exec', srv, ...argv], { reject: false })).exitCode).not.toBe(0);
