@@ -1,5 +1,6 @@
 import { parse } from 'yaml';
-import { isHostname, isSshPublicKey, staticAddressProblem, type CardIdentity, type StaticAddress } from '../shared/card-identity.js';
+import { isHostname, staticAddressProblem, type CardIdentity, type StaticAddress } from '../shared/card-identity.js';
+import { parsePublicKeyLine } from '../shared/ssh-key.js';
 
 /**
  * Reads one card's identity from its boot partition files: the subset of cloud-init's NoCloud
@@ -62,8 +63,9 @@ function readUserData(text: string, identity: CardIdentity, notes: string[], pro
     if (['passwd', 'plain_text_passwd', 'hashed_passwd'].some((k) => k in user) || user.lock_passwd === false) passwords = true;
   }
   for (const key of keys) {
-    if (isSshPublicKey(key)) identity.sshKeys.push(key.trim());
-    else problems.push(`user-data SSH key ${JSON.stringify(String(key).slice(0, 40))}… is not an OpenSSH public key line: ignored`);
+    const parsed = typeof key === 'string' && !key.includes('\n') ? parsePublicKeyLine(key) : { problem: 'is not one line' };
+    if (!('problem' in parsed)) identity.sshKeys.push((key as string).trim());
+    else problems.push(`user-data SSH key ${JSON.stringify(String(key).slice(0, 40))}… is not an OpenSSH public key line (it ${parsed.problem}): ignored`);
   }
   if (passwords) notes.push('user-data passwords are not used: nodes take SSH keys only');
   const skipped = Object.keys(doc).filter((k) => !USER_DATA_APPLIED.has(k) && !PASSWORD_KEYS.includes(k));

@@ -45,9 +45,6 @@ export const isMacAddress = (s: unknown): s is string => typeof s === 'string' &
 /** A Linux interface name (at most 15 characters, no slash or white space), or a MAC address. */
 export const isLink = (s: unknown): s is string => isMacAddress(s) || (typeof s === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/.test(s));
 
-/** One OpenSSH public key line: a key type, base64 data, an optional comment; nothing an authorized_keys option could hide in. */
-export const isSshPublicKey = (s: unknown): s is string =>
-  typeof s === 'string' && /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r]*)?$/.test(s.trim());
 
 /** Why a static address is not usable, or undefined. */
 export function staticAddressProblem(n: StaticAddress): string | undefined {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import { Command, Option } from 'commander';
 import type { CardIdentity } from '../../shared/card-identity.js';
+import { parsePublicKeyFile } from '../../shared/ssh-key.js';
 import { clusterNameBeside, nthAddress, planCards, waitForNextCard } from '../flash/cards.js';
 import { blockDevno } from '../flash/safety.js';
 import { PiImageError } from '../errors.js';
@@ -59,7 +60,9 @@ function identityOf(options: Record<string, unknown>, name: string | undefined, 
     } catch (e) {
       throw new PiImageError(`--ssh-key ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, 'give a public key file, such as ~/.ssh/id_ed25519.pub');
     }
-    return text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const parsed = parsePublicKeyFile(text);
+    if ('problem' in parsed) throw new PiImageError(`--ssh-key ${file} ${parsed.problem}`, 'give a public key file, such as ~/.ssh/id_ed25519.pub');
+    return parsed.map((k) => k.line);
   });
   const identity: CardIdentity = {
     ...(name ? { hostname: name } : {}),

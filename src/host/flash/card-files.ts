@@ -7,7 +7,8 @@ import { addBootFiles } from '../disk/fat.js';
 import { readPartitionTable } from '../disk/partition-table.js';
 import type { Reporter } from '../progress.js';
 import { runTool } from '../tools/run.js';
-import { isHostname, isSshPublicKey, staticAddressProblem, type CardIdentity, type NodeFile } from '../../shared/card-identity.js';
+import { isHostname, staticAddressProblem, type CardIdentity, type NodeFile } from '../../shared/card-identity.js';
+import { parsePublicKeyLine } from '../../shared/ssh-key.js';
 import { CARD_FILES } from '../../shared/node-paths.js';
 
 /**
@@ -45,8 +46,10 @@ export function renderCardFiles(identity: CardIdentity): Record<string, string> 
 export function identityProblem(identity: CardIdentity): string | undefined {
   if (identity.hostname !== undefined && !isHostname(identity.hostname)) return `--node ${JSON.stringify(identity.hostname)} is not a host name: letters, digits and inner hyphens, at most 63`;
   if (identity.role !== undefined && identity.role !== 'root' && identity.role !== 'worker') return `--role must be root or worker, not ${JSON.stringify(identity.role)}`;
-  const badKey = identity.sshKeys.find((k) => !isSshPublicKey(k as unknown)) as string | undefined;
-  if (badKey !== undefined) return `${JSON.stringify(badKey.slice(0, 40))}… is not an OpenSSH public key line (give a .pub file)`;
+  for (const key of identity.sshKeys) {
+    const parsed = parsePublicKeyLine(key);
+    if ('problem' in parsed) return `${JSON.stringify(key.slice(0, 40))}… is not an OpenSSH public key line: it ${parsed.problem}`;
+  }
   if (identity.network) {
     const problem = staticAddressProblem(identity.network);
     if (problem) return `--address: ${problem}`;

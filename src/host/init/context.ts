@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { listBoards, loadBoard } from '../catalog/boards.js';
 import { listTuningProfiles } from '../catalog/tuning-profiles.js';
 import type { InitContext } from './questions.js';
-import { parsePublicKeyFile } from './ssh-key.js';
+import { parsePublicKeyFile } from '../../shared/ssh-key.js';
 
 /** The boards and tuning profiles of the catalog and the public keys in ~/.ssh. */
 export async function loadInitContext(opts: { cwd: string; home: string }): Promise<InitContext> {

@@ -8,6 +8,7 @@ import { ConfigError } from '../errors.js';
 import type { NodeSettings } from '../../shared/node-settings.js';
 import { ENGINE_BIN_DIR, inRootfs, MODEL_DIR, OTA_TRUSTED_KEYS_DIR } from '../../shared/node-paths.js';
 import { keyId, publicKeyFromPem } from '../../shared/ota/manifest.js';
+import { parsePublicKeyFile } from '../../shared/ssh-key.js';
 import { DISCOVERY_PORT } from '../../shared/ports.js';
 import { ENGINES } from '../../shared/engines/index.js';
 import { sha256OfFile } from '../tools/download.js';
@@ -99,12 +100,9 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     const text = await readFile(file, 'utf8').catch(() => {
       throw new ConfigError(`user.ssh_keys: cannot read ${file}`, 'give the path of a public key file, e.g. ~/.ssh/id_ed25519.pub');
     });
-    const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-    const bad = lines.find((l) => !/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+/.test(l));
-    if (bad !== undefined || !lines.length) {
-      throw new ConfigError(`user.ssh_keys: ${file} is not a public key file${bad?.includes('PRIVATE KEY') ? ' (it is a PRIVATE key: never put that in an image)' : ''}`, 'give the .pub file');
-    }
-    keys.push(...lines);
+    const parsed = parsePublicKeyFile(text);
+    if ('problem' in parsed) throw new ConfigError(`user.ssh_keys: ${file} ${parsed.problem}`, 'give the .pub file');
+    keys.push(...parsed.map((k) => k.line));
   }
   for (const file of config.ota.trusted_keys) {
     const text = await readFile(file, 'utf8').catch(() => {

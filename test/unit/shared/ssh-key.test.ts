@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parsePublicKeyFile, parsePublicKeyLine } from '../../../../src/host/init/ssh-key.js';
-import { REPO } from '../../../helpers/cli.js';
+import { parsePublicKeyFile, parsePublicKeyLine } from '../../../src/shared/ssh-key.js';
+import { REPO } from '../../helpers/cli.js';
 
 const FIXTURE = readFileSync(join(REPO, 'test/fixtures/test-login-key.pub'), 'utf8');
 /** A key blob of `type`: its name, length-prefixed, then some bytes. */
@@ -16,7 +16,7 @@ const blob = (type: string) => {
 describe('SSH public keys', () => {
   it('parse: type, base64 data of that type, comment', () => {
     expect(parsePublicKeyLine(FIXTURE.trim())).toMatchObject({ type: 'ssh-ed25519' });
-    expect(parsePublicKeyLine(`ecdsa-sha2-nistp256 ${blob('ecdsa-sha2-nistp256')} me@lab`)).toEqual({ type: 'ecdsa-sha2-nistp256', comment: 'me@lab' });
+    expect(parsePublicKeyLine(` ecdsa-sha2-nistp256 ${blob('ecdsa-sha2-nistp256')} me@lab `)).toEqual({ type: 'ecdsa-sha2-nistp256', comment: 'me@lab', line: `ecdsa-sha2-nistp256 ${blob('ecdsa-sha2-nistp256')} me@lab` });
     expect(parsePublicKeyFile(`# my keys\n${FIXTURE}\nssh-rsa ${blob('ssh-rsa')}\n`)).toHaveLength(2);
   });
 

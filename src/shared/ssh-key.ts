@@ -13,6 +13,8 @@ const KEY_TYPES = new Set([
 export interface PublicKey {
   type: string;
   comment: string;
+  /** The line as it goes into authorized_keys (trimmed). */
+  line: string;
 }
 
 /**
@@ -29,7 +31,7 @@ export function parsePublicKeyLine(line: string): PublicKey | { problem: string 
   const length = data.length >= 4 ? data.readUInt32BE(0) : -1;
   const inner = length > 0 && length <= data.length - 4 ? data.subarray(4, 4 + length).toString('latin1') : '';
   if (inner !== type) return { problem: `has key data that is not a ${type} key` };
-  return { type, comment: rest.join(' ') };
+  return { type, comment: rest.join(' '), line: line.trim() };
 }
 
 /** Checks a whole .pub / authorized_keys text: at least one key, every non-comment line a key. */
