@@ -8,6 +8,7 @@ import { PiImageError } from '../errors.js';
 import { sha256OfFile } from '../tools/download.js';
 import { BUNDLE_FORMAT, isSafeBundlePath, keyId, parseManifest, signManifest, type BundleFile, type BundleManifest } from '../../shared/ota/manifest.js';
 import { MANIFEST_ENTRY, PAYLOAD_PREFIX, SIGNATURE_ENTRY } from '../../shared/ota/bundle-read.js';
+import { packEntry } from '../pipeline/rootfs-tar.js';
 
 export interface BundleSource {
   /** The file on this machine. */
@@ -78,22 +79,13 @@ export async function packBundle(opts: {
   const partial = `${opts.out}.partial`;
   const pack = tar.pack();
   const written = pipeline(pack, createWriteStream(partial, { mode: 0o644 }));
-  const add = (header: Partial<tar.Header> & { name: string }, body?: Buffer | NodeJS.ReadableStream) =>
-    new Promise<void>((resolve, reject) => {
-      const done = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (body === undefined || Buffer.isBuffer(body)) pack.entry(header, body ?? Buffer.alloc(0), done);
-      else {
-        const sink = pack.entry(header, done);
-        (body as NodeJS.ReadableStream).on('error', reject).pipe(sink as unknown as NodeJS.WritableStream);
-      }
-    });
   try {
     // Fixed owners and times: the same inputs give the same bundle.
     const common = { type: 'file' as const, uid: 0, gid: 0, uname: 'root', gname: 'root', mtime: new Date(0) };
-    await add({ ...common, name: MANIFEST_ENTRY, mode: 0o644, size: bytes.length }, bytes);
-    await add({ ...common, name: SIGNATURE_ENTRY, mode: 0o644, size: signature.length }, signature);
+    await packEntry(pack, { ...common, name: MANIFEST_ENTRY, mode: 0o644, size: bytes.length }, bytes);
+    await packEntry(pack, { ...common, name: SIGNATURE_ENTRY, mode: 0o644, size: signature.length }, signature);
     for (const [i, f] of opts.files.entries()) {
-      await add({ ...common, name: `${PAYLOAD_PREFIX}${f.path}`, mode: f.mode, size: files[i]?.size ?? 0 }, createReadStream(f.source, { highWaterMark: 1 << 20 }));
+      await packEntry(pack, { ...common, name: `${PAYLOAD_PREFIX}${f.path}`, mode: f.mode, size: files[i]?.size ?? 0 }, createReadStream(f.source, { highWaterMark: 1 << 20 }));
     }
     pack.finalize();
     await written;
