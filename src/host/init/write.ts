@@ -1,4 +1,5 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { keyPairPem, parsePrivateKey } from '../ota/keys.js';
 import { chmod, readFile, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '../../shared/atomic-write.js';
 import { secretProblem } from '../../shared/secrets.js';
@@ -33,24 +34,21 @@ export async function writeInitFiles(files: InitFile[], opts: { force: boolean }
   for (const file of ordered) {
     if ('keyPair' in file) {
       const old = await readFile(file.path, 'utf8').catch(() => undefined);
-      const usable = old !== undefined && (() => {
-        try {
-          return createPrivateKey(old).asymmetricKeyType === 'ed25519';
-        } catch {
-          return false;
-        }
-      })();
-      if (usable) {
-        // The same update key as before (images trust it): its public half is written again from it.
-        await chmod(file.path, file.mode);
-        await writeFileAtomic(file.publicPath, createPublicKey(createPrivateKey(old as string)).export({ type: 'spki', format: 'pem' }) as string, 0o644);
+      let kept: KeyObject | undefined;
+      try {
+        kept = old === undefined ? undefined : parsePrivateKey(old, file.path);
+      } catch {
+        if (!opts.force) throw new ConfigError(`${file.path} exists and is not an Ed25519 private key; nothing was written`, 'pass --force to replace it');
+      }
+      // The same update key as before (images trust it): its public half is written again from it.
+      const { privatePem, publicPem } = keyPairPem(kept);
+      if (kept) await chmod(file.path, file.mode);
+      else await writeFileAtomic(file.path, privatePem, file.mode);
+      await writeFileAtomic(file.publicPath, publicPem, 0o644);
+      if (kept) {
         written.push({ path: file.path, what: file.what, mode: file.mode, kept: true });
         continue;
       }
-      if (old !== undefined && !opts.force) throw new ConfigError(`${file.path} exists and is not an Ed25519 private key; nothing was written`, 'pass --force to replace it');
-      const pair = generateKeyPairSync('ed25519');
-      await writeFileAtomic(file.path, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, file.mode);
-      await writeFileAtomic(file.publicPath, pair.publicKey.export({ type: 'spki', format: 'pem' }) as string, 0o644);
     } else if ('random' in file) {
       const old = await readFile(file.path).catch(() => undefined);
       if (old && !secretProblem(old)) {
