@@ -1,4 +1,4 @@
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../shared/atomic-write.js';
 import type { CardIdentity } from '../shared/card-identity.js';
@@ -26,16 +26,13 @@ const NODE_PATHS: CardPaths = { bootDir: BOOT_DIR, authorizedKeys: AUTHORIZED_KE
  * Returns the identity, or undefined when the card had none.
  */
 export async function takeCardIdentity(log: Log, paths: CardPaths = NODE_PATHS): Promise<CardIdentity | undefined> {
-  const present = (await Promise.all(
-    Object.values(CARD_FILES).map(async (name) => ((await stat(join(paths.bootDir, name)).then((s) => s.isFile(), () => false)) ? name : undefined)),
-  )).filter((n): n is (typeof CARD_FILES)[keyof typeof CARD_FILES] => n !== undefined);
+  // Each file read once; one that is not there (or not a file) reads as undefined.
+  const texts = Object.fromEntries(
+    await Promise.all(Object.entries(CARD_FILES).map(async ([what, name]) => [what, await readFile(join(paths.bootDir, name), 'utf8').catch(() => undefined)] as const)),
+  ) as Record<keyof typeof CARD_FILES, string | undefined>;
+  const present = (Object.keys(CARD_FILES) as (keyof typeof CARD_FILES)[]).filter((what) => texts[what] !== undefined).map((what) => CARD_FILES[what]);
   if (!present.length) return undefined;
-  const read = async (name: string) => (present.includes(name as never) ? readFile(join(paths.bootDir, name), 'utf8') : undefined);
-  const { identity, notes, problems } = readCardFiles({
-    userData: await read(CARD_FILES.userData),
-    networkConfig: await read(CARD_FILES.networkConfig),
-    node: await read(CARD_FILES.node),
-  });
+  const { identity, notes, problems } = readCardFiles({ userData: texts.userData, networkConfig: texts.networkConfig, node: texts.node });
   for (const problem of problems) log(`error: ${problem}`);
   for (const note of notes) log(note);
 
