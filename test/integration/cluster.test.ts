@@ -500,7 +500,18 @@ describe('three cards flashed from the image, each with its own identity', () =>
       await node(i).check('stty -echo; dmesg -n 1; export PAGER=cat SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 TERM=dumb');
     }
     expect(await Promise.all([0, 1, 2].map((i) => node(i).check('hostname')))).toEqual(names);
-    expect(await node(1).check(`ip -4 -o addr show | grep -c ' ${BETA_ADDRESS}/16 '`)).toBe('1');
+    // networkd probes a link-local address for conflicts (IPv4 ACD) before adding it: seconds
+    // of wall time that a busy emulated node may not have spent yet when its login appears.
+    const addressDeadline = Date.now() + 3 * 60_000;
+    let hasAddress = false;
+    while (!hasAddress && Date.now() < addressDeadline) {
+      hasAddress = (await node(1).run(`ip -4 -o addr show | grep -q ' ${BETA_ADDRESS}/16 '`)).status === 0;
+      if (!hasAddress) await sleep(5000);
+    }
+    if (!hasAddress) {
+      const why = await node(1).run('ip -4 -o addr show; networkctl list; journalctl -b -u systemd-networkd -o cat | tail -40; journalctl -b -u pi-image-first-boot -o cat');
+      throw new Error(`beta never got its static address ${BETA_ADDRESS}/16 in 3 min:\n${why.output}`);
+    }
     for (const i of [0, 1, 2]) {
       expect(await node(i).check('ls /boot/firmware/user-data /boot/firmware/network-config /boot/firmware/meta-data /boot/firmware/pi-image/node.json 2>/dev/null | wc -l')).toBe('0');
       expect(await node(i).check('journalctl -b -u pi-image-first-boot -o cat | grep -c "off the boot partition"')).not.toBe('0');
