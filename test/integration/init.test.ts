@@ -21,7 +21,9 @@ const init = (args: string[]) => runCli(['init', ...args], { env });
 const at = (...p: string[]) => join(work, ...p);
 
 const mode = (path: string) => (statSync(path).mode & 0o777).toString(8);
-const printPlan = (config: string) => runCli(['build', '--config', config, '--print-plan']);
+const printPlan = (config: string) => runCli(['build', '--config', config, '--print-plan', '--json']);
+/** The whole plan: the data of the `result` event `--print-plan --json` prints. */
+const planOf = (stdout: string) => (stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; data?: unknown }).find((e) => e.type === 'result')?.data ?? {}) as Record<string, unknown>;
 
 describe('pi-image init, without a terminal', () => {
   it('--yes with flags writes a config that `build --print-plan` accepts unchanged; secret and token 0600', async () => {
@@ -45,7 +47,7 @@ describe('pi-image init, without a terminal', () => {
 
     const plan = await printPlan(config);
     expect(plan.exitCode, plan.stderr).toBe(0);
-    const p = JSON.parse(plan.stdout) as { board: { name: string }; node: { settings: { cluster: { name: string; size: number } }; files: { source: string; target: string }[] } };
+    const p = planOf(plan.stdout) as { board: { name: string }; node: { settings: { cluster: { name: string; size: number } }; files: { source: string; target: string }[] } };
     expect(JSON.stringify(p)).not.toContain(secret);
     expect(JSON.stringify(p)).not.toContain(privateKey);
     expect(p.node.files.filter((f) => f.target.startsWith('etc/pi-image/ota-keys/')).map((f) => f.source)).toEqual([at('a', 'ota.pub')]);

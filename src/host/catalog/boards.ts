@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ProfileError } from '../errors.js';
 import { IMAGE_DIR } from '../paths.js';
 import { readCatalogFile } from './catalog-file.js';
+import { didYouMean } from '../config/did-you-mean.js';
 
 /** A board profile: image/boards/<name>.yaml (schema: image/schema/board.schema.json). */
 export interface BoardProfile {
@@ -18,6 +19,7 @@ export interface BoardProfile {
   layers: string[];
   tuning: string;
   engine: 'llama.cpp' | 'dllama';
+  debian_kernel_caveat?: string;
   boot: {
     partition_mib: number;
     offset_mib: number;
@@ -38,7 +40,7 @@ export async function listBoards(): Promise<string[]> {
 export async function loadBoard(name: string): Promise<BoardProfile> {
   const boards = await listBoards();
   if (!boards.includes(name)) {
-    throw new ProfileError(`unknown board "${name}"; available boards: ${boards.join(', ')}`, 'pick one with --board or `board:` in pi-image.yaml');
+    throw new ProfileError(`unknown board "${name}"${didYouMean(name, boards)}; available boards: ${boards.join(', ')}`, 'pick one with --board or `board:` in pi-image.yaml');
   }
   return (await readCatalogFile('board', join(BOARDS_DIR, `${name}.yaml`), `board profile ${name}`)) as BoardProfile;
 }

@@ -4,6 +4,7 @@ import { ProfileError } from '../errors.js';
 import { LAYERS_DIR, PACKAGE_ROOT } from '../paths.js';
 import { sha256OfFile } from '../tools/download.js';
 import { readCatalogFile } from './catalog-file.js';
+import { didYouMean } from '../config/did-you-mean.js';
 
 /** layer.yaml (schema: image/schema/layer.schema.json). */
 export interface LayerDefinition {
@@ -11,6 +12,8 @@ export interface LayerDefinition {
   description: string;
   requires: string[];
   packages: string[];
+  /** Debian suites that have `packages`; absent: any suite. */
+  suites?: string[];
   base_enable: string[];
   files: Record<string, { mode?: string; uid?: number; gid?: number }>;
   remove: string[];
@@ -91,8 +94,9 @@ export async function listBuiltInLayers(): Promise<string[]> {
 export async function loadBuiltInLayer(name: string): Promise<Layer> {
   const dir = join(LAYERS_DIR, name);
   if (!(await isFile(join(dir, DEFINITION)))) {
+    const builtIn = await listBuiltInLayers();
     throw new ProfileError(
-      `unknown layer "${name}"; built-in layers: ${(await listBuiltInLayers()).join(', ')}`,
+      `unknown layer "${name}"${didYouMean(name, builtIn)}; built-in layers: ${builtIn.join(', ')}`,
       `a layer of your own is a folder with ${DEFINITION} and ${OVERLAY}/: give its path`,
     );
   }

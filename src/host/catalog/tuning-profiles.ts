@@ -5,6 +5,7 @@ import { IMAGE_DIR } from '../paths.js';
 import { readCatalogFile } from './catalog-file.js';
 import type { ResolvedLever, TuningProfile } from '../../shared/tuning/levers.js';
 import { resolveApply } from '../../shared/tuning/kinds/index.js';
+import { didYouMean } from '../config/did-you-mean.js';
 
 export type { LeverApply, LeverDefinition, ResolvedLever, TuningProfile } from '../../shared/tuning/levers.js';
 export { activeLevers } from '../../shared/tuning/levers.js';
@@ -20,7 +21,7 @@ export async function listTuningProfiles(): Promise<string[]> {
 
 export async function loadTuningProfile(name: string): Promise<TuningProfile> {
   const names = await listTuningProfiles();
-  if (!names.includes(name)) throw new ConfigError(`unknown tuning profile "${name}"; available: ${names.join(', ')}`);
+  if (!names.includes(name)) throw new ConfigError(`unknown tuning profile "${name}"${didYouMean(name, names)}; available: ${names.join(', ')}`);
   const profile = (await readCatalogFile('tuning', join(TUNING_DIR, `${name}.yaml`), `tuning profile ${name}`)) as TuningProfile;
   const ids = profile.levers.map((l) => l.id);
   const dup = ids.find((id, i) => ids.indexOf(id) !== i);

@@ -25,7 +25,7 @@ export function addConfigOptions(command: Command): Command {
 export function buildCommand(): Command {
   const command = new Command('build')
     .description('Build a flashable disk image: base rootfs (mmdebstrap, cached) → layers → FAT + ext4 partitions → .img, .img.zst, .bmap, SHA256SUMS, manifest.json')
-    .option('--print-plan', 'print the resolved plan (board, suite, mirrors, packages, layers, outputs, cache keys) and exit without building')
+    .option('--print-plan', 'check the config and print what would be built (board, base, kernel, engine, model, cluster, levers, outputs, warnings), then exit without building; with --json the whole plan')
     .option('-v, --verbose', "stream the underlying tools' output")
     .option('--json', 'print machine-readable events (NDJSON) on stdout instead of the progress display');
   addConfigOptions(command);
@@ -43,7 +43,7 @@ export function buildCommand(): Command {
       if (options.printPlan) {
         const { plan } = await planBuild(config);
         if (options.json) reporter.emit({ type: 'result', data: plan });
-        else process.stdout.write(`${JSON.stringify(plan, null, 2)}\n`);
+        else process.stdout.write((await import('../plan/plan-summary.js')).planSummary(plan));
         return;
       }
       const result = await build({ config, reporter, signal });

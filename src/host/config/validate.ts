@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { IMAGE_DIR } from '../paths.js';
+import { didYouMean } from './did-you-mean.js';
 
 export type JsonSchema = {
   type?: string;
@@ -66,28 +67,15 @@ function show(value: unknown): string {
   return typeof value === 'string' ? `"${value}"` : JSON.stringify(value);
 }
 
-/** Edit distance (insertions, deletions, substitutions, swaps of neighbours). */
-function distance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const row = d[i] as number[];
-      const up = d[i - 1] as number[];
-      row[j] = Math.min((up[j] as number) + 1, (row[j - 1] as number) + 1, (up[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j] as number, ((d[i - 2] as number[])[j - 2] as number) + 1);
-    }
+/** What YAML did to a value that was meant otherwise: the traps people fall into most. */
+function yamlTrap(value: unknown, expected: string): string {
+  if (value === null) return ' (the key has no value: YAML reads an empty value as null; give one, or drop the key)';
+  if (expected === 'string' && typeof value === 'number') {
+    return ` (YAML read it as a number${Number.isSafeInteger(value) ? '' : ' and may have changed it'}: put the value in quotes, e.g. sha256: "0123…")`;
   }
-  return (d[a.length] as number[])[b.length] as number;
-}
-
-/** The allowed key a mistyped one most likely meant, if one is close enough. */
-function closest(key: string, allowed: string[]): string | undefined {
-  let best: { name: string; d: number } | undefined;
-  for (const name of allowed) {
-    const d = distance(key.toLowerCase(), name.toLowerCase());
-    if (!best || d < best.d) best = { name, d };
-  }
-  return best && best.d <= Math.max(1, Math.floor(key.length / 3)) ? best.name : undefined;
+  if (expected === 'string' && typeof value === 'boolean') return ' (YAML read it as true/false: put the value in quotes)';
+  if (expected === 'array' && typeof value === 'string') return ' (a list: write [a, b] or one "- a" line per item)';
+  return '';
 }
 
 export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
@@ -103,15 +91,14 @@ export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
         const extra = (e.params as { additionalProperty: string }).additionalProperty;
         const allowed = Object.keys((e.parentSchema as JsonSchema | undefined)?.properties ?? {});
         const full = key ? `${key}.${extra}` : extra;
-        const near = closest(extra, allowed);
-        lines.add(`unknown key "${full}"${near ? ` (did you mean "${near}"?)` : ''}; allowed here: ${allowed.join(', ') || '(none)'}`);
+        lines.add(`unknown key "${full}"${didYouMean(extra, allowed)}; allowed here: ${allowed.join(', ') || '(none)'}`);
         break;
       }
       case 'enum':
         lines.add(`${where}: value ${show(value)} is not allowed; allowed: ${(e.params as { allowedValues: unknown[] }).allowedValues.map(show).join(', ')}`);
         break;
       case 'type':
-        lines.add(`${where}: value ${show(value)} is not of type ${(e.params as { type: string }).type}`);
+        lines.add(`${where}: value ${show(value)} is not of type ${(e.params as { type: string }).type}${yamlTrap(value, (e.params as { type: string }).type)}`);
         break;
       case 'pattern':
         lines.add(`${where}: value ${show(value)} does not match ${(e.params as { pattern: string }).pattern}`);

@@ -1,12 +1,12 @@
 import { access, constants, readFile, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { ENGINES } from '../../shared/engines/index.js';
-import type { EngineAdapter } from '../../shared/engines/adapter.js';
+import type { EngineAdapter, EngineName } from '../../shared/engines/adapter.js';
 import { parsePublicKeyFile } from '../../shared/ssh-key.js';
 import { isCidr } from '../../shared/card-identity.js';
 import { isIPv4 } from '../../shared/ipv4.js';
+import { didYouMean } from '../config/did-you-mean.js';
 
-export type EngineName = EngineAdapter['name'];
 export type Storage = 'sd' | 'nvme' | 'usb';
 export type BaseKind = 'debian' | 'raspios';
 
@@ -165,7 +165,7 @@ export const QUESTIONS: Question[] = [
     default: (_a, ctx) => (ctx.boards.some((b) => b.name === 'pi5') ? 'pi5' : ctx.boards[0]?.name),
     parse: async (raw, _a, ctx) => {
       const name = text(raw) ?? '';
-      return ctx.boards.some((b) => b.name === name) ? ok(name) : bad(`unknown board "${name}"; available: ${ctx.boards.map((b) => b.name).join(', ')}`);
+      return ctx.boards.some((b) => b.name === name) ? ok(name) : bad(`unknown board "${name}"${didYouMean(name, ctx.boards.map((b) => b.name))}; available: ${ctx.boards.map((b) => b.name).join(', ')}`);
     },
   },
   {
@@ -404,7 +404,7 @@ export const QUESTIONS: Question[] = [
     default: (a, ctx) => boardOf(a, ctx)?.tuning,
     parse: async (raw, _a, ctx) => {
       const s = text(raw) ?? '';
-      return ctx.tuningProfiles.includes(s) ? ok(s) : bad(`unknown tuning profile "${s}"; available: ${ctx.tuningProfiles.join(', ')}`);
+      return ctx.tuningProfiles.includes(s) ? ok(s) : bad(`unknown tuning profile "${s}"${didYouMean(s, ctx.tuningProfiles)}; available: ${ctx.tuningProfiles.join(', ')}`);
     },
   },
 ];

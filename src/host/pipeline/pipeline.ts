@@ -38,6 +38,7 @@ export async function build(opts: { config: Config; reporter: Reporter; signal?:
   if (missing.length) throw new HostToolMissingError(missing.map((c) => ({ name: `${c.name} (${c.detail})`, fix: c.fix ?? '' })));
 
   const planned = await planBuild(config, { env });
+  for (const message of planned.plan.warnings) reporter.emit({ type: 'warning', message });
   const outDir = planned.plan.outputs.dir;
   await checkOutDir(outDir);
   const cache = new StageCache(cacheRoot(env), reporter);

@@ -94,7 +94,11 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     }
   }
   const shapeProblems = ENGINES[engine].checkCluster(config.cluster.size, { kvHeads });
-  if (shapeProblems.length) throw new ConfigError(`cluster.size ${config.cluster.size}: ${shapeProblems.join('; ')}`);
+  if (shapeProblems.length) {
+    // A rule of an engine the user never chose must say where that engine came from.
+    const chosen = config.engine.name ? '' : ` (${engine} is the ${board.name} board's default engine)`;
+    throw new ConfigError(`cluster.size ${config.cluster.size}: ${shapeProblems.join('; ')}${chosen}`, `change --cluster-size, or choose the engine with --engine (${Object.keys(ENGINES).join(', ')})`);
+  }
   const keys: string[] = [];
   for (const file of config.user.ssh_keys) {
     const text = await readFile(file, 'utf8').catch(() => {

@@ -3,12 +3,12 @@ import { isAbsolute } from 'node:path';
 import type { Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import { loadBoard } from '../catalog/boards.js';
-import { loadBuiltInLayer, loadLayer, orderLayers } from '../catalog/layers.js';
+import { loadBuiltInLayer, loadLayer, orderLayers, type Layer } from '../catalog/layers.js';
 import { loadTuningProfile, resolveLevers } from '../catalog/tuning-profiles.js';
 import { planBootloader } from '../firmware/bootloader-plan.js';
 import { sha256OfFile } from '../tools/download.js';
 import { planNode } from './node-plan.js';
-import { makePlan, type Plan, type PlanInputs } from './plan.js';
+import { ENGINE_LAYERS, makePlan, type Plan, type PlanInputs } from './plan.js';
 
 /**
  * Reads what a config names — its board, layers and tuning profile, the host files of its
@@ -23,8 +23,12 @@ export async function planBuild(config: Config, opts: { env?: NodeJS.ProcessEnv 
       throw new ConfigError(`base.image: ${config.base?.image} does not exist or cannot be read`, 'give the path of the downloaded .img or .img.xz (relative paths are relative to the config file), or its https:// URL');
     });
   }
+  const engine = config.engine.name ?? board.engine;
+  const engineLayer = ENGINE_LAYERS[engine];
   const loaded = await Promise.all([
     ...board.layers.map((name) => loadBuiltInLayer(name)),
+    // The engine's runtime follows `engine:` (or the board's default), whatever the board lists.
+    ...(engineLayer && !board.layers.includes(engineLayer) && !config.layers.includes(engineLayer) ? [loadBuiltInLayer(engineLayer)] : []),
     // A user layer is a folder (an absolute path by now); a bare name is a built-in layer.
     ...config.layers.map((ref) => (isAbsolute(ref) ? loadLayer(ref) : loadBuiltInLayer(ref))),
   ]);
@@ -34,6 +38,7 @@ export async function planBuild(config: Config, opts: { env?: NodeJS.ProcessEnv 
     names.add(layer.name);
   }
   const layers = orderLayers(loaded);
+  checkLayerSuites(layers, config, board.suite);
   const profile = await loadTuningProfile(config.tuning_profile ?? board.tuning);
   const levers = resolveLevers(profile, board.name, config.tuning);
   const inputs: PlanInputs = {
@@ -47,6 +52,21 @@ export async function planBuild(config: Config, opts: { env?: NodeJS.ProcessEnv 
     sourceDateEpoch: sourceDateEpochOf(config, opts.env ?? process.env),
   };
   return { inputs, plan: makePlan(inputs) };
+}
+
+/** A layer whose packages only some suites have fails here, not minutes into mmdebstrap. */
+function checkLayerSuites(layers: readonly Layer[], config: Config, boardSuite: string): void {
+  const suite = config.suite ?? boardSuite;
+  const extra = config.apt.extra_sources.flatMap((s) => s.suites);
+  for (const layer of layers) {
+    const suites = layer.suites;
+    if (!suites || suites.includes(suite) || extra.some((s) => suites.includes(s))) continue;
+    const engine = Object.entries(ENGINE_LAYERS).find(([, name]) => name === layer.name)?.[0];
+    throw new ConfigError(
+      `${engine ? `engine ${engine}: its` : `layer ${layer.name}: its`} packages (${layer.packages.join(', ')}) are in Debian ${suites.join(' and ')} only, not ${suite}${config.base ? ' (the suite of base.image)' : ''}`,
+      `build on ${suites[0]} (--suite ${suites[0]}), or add a ${suites[0]} source in apt.extra_sources${engine === 'llama.cpp' ? ', or choose engine: { name: dllama }' : ''}`,
+    );
+  }
 }
 
 /** Keyrings named by apt.extra_sources[].signed_by: read now, so their content is part of the base cache key. */

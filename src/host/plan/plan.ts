@@ -10,6 +10,7 @@ import { forbiddenConfigTxtKeys } from '../tuning/render.js';
 import type { BootloaderPlan } from '../firmware/bootloader-plan.js';
 import type { ResolvedLever, TuningProfile } from '../catalog/tuning-profiles.js';
 import type { NodePlan } from './node-plan.js';
+import type { EngineName } from '../../shared/engines/adapter.js';
 
 /**
  * Bump when what a stage produces changes for the same inputs (e.g. a new mke2fs option),
@@ -88,6 +89,8 @@ export interface Plan {
   readonly bootloader: Readonly<BootloaderPlan>;
   /** The node agent's settings and the files it needs (model, engine binaries, login keys, secrets). */
   readonly node: Readonly<NodePlan>;
+  /** Which engine, why that one, and where its runtime comes from. */
+  readonly engine: Readonly<{ name: EngineName; from: string; runtime: string }>;
   readonly boot: Readonly<{
     offsetMib: number;
     partitionMib: number;
@@ -101,7 +104,12 @@ export interface Plan {
   readonly compressionLevel: number;
   readonly outputs: Readonly<{ dir: string; img: string; zst: string; bmap: string; sums: string; manifest: string }>;
   readonly cacheKeys: Readonly<{ base: string; layers: string }>;
+  /** What would leave a user stuck later, though the image builds: shown by --print-plan and the build. */
+  readonly warnings: readonly string[];
 }
+
+/** The built-in layer that installs an engine's runtime from Debian packages; dllama's binaries come from engine.dllama_dir. */
+export const ENGINE_LAYERS: Partial<Record<EngineName, string>> = { 'llama.cpp': 'engine-llama-cpp' };
 
 /** The parts of a plan overlay templates and cmdline words see. */
 type TemplateSource = Pick<Plan, 'hostname' | 'role' | 'board' | 'base' | 'disk' | 'tool'>;
@@ -172,6 +180,26 @@ function deepFreeze<T>(value: T): T {
     for (const inner of Object.values(value)) deepFreeze(inner);
   }
   return value;
+}
+
+function planEngine({ config, board, layers }: PlanInputs): Plan['engine'] {
+  const name = config.engine.name ?? board.engine;
+  const layer = layers.find((l) => l.name === ENGINE_LAYERS[name]);
+  const runtime = layer
+    ? `Debian packages ${layer.packages.join(', ')} (layer ${layer.name})`
+    : config.engine.dllama_dir
+      ? `prebuilt binaries from ${config.engine.dllama_dir}`
+      : 'none in the image';
+  return { name, from: config.engine.name ? 'the config' : `the ${board.name} board's default`, runtime };
+}
+
+function planWarnings({ config, board }: PlanInputs): string[] {
+  const warnings: string[] = [];
+  if (!config.user.ssh_keys.length) warnings.push('no SSH key (user.ssh_keys, --ssh-key): nobody can log in to the nodes; `pi-image flash --ssh-key` can still add one per card');
+  const raspberryPiArchive = config.apt.extra_sources.some((s) => s.uris.some((u) => /raspberrypi\.(com|org)/.test(u)));
+  if (board.debian_kernel_caveat && !config.base && !raspberryPiArchive) warnings.push(board.debian_kernel_caveat);
+  if (!config.model) warnings.push('no model (model.path, --model): the nodes assemble but have nothing to serve');
+  return warnings;
 }
 
 /**
@@ -255,6 +283,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
     tuning: planTuning,
     bootloader,
     node,
+    engine: planEngine(inputs),
     boot,
     disk: identity.disk,
     sourceDateEpoch,
@@ -268,6 +297,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
       manifest: 'manifest.json',
     },
     cacheKeys: { base: baseKey, layers: layersKey },
+    warnings: planWarnings(inputs),
   };
   // A copy: the plan shares nothing with its inputs, so freezing it leaves them alone.
   return deepFreeze(structuredClone(plan));

@@ -31,8 +31,10 @@ export interface LaunchLine {
   args: string[];
 }
 
+export type EngineName = 'llama.cpp' | 'dllama';
+
 export interface EngineAdapter {
-  name: 'llama.cpp' | 'dllama';
+  name: EngineName;
   /** The port workers listen on by default. */
   workerPort: number;
   /** Ports of this engine that only cluster members may reach (the firewall adds the root's private API port). */

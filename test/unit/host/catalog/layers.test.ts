@@ -92,7 +92,8 @@ describe('layers', () => {
 
   it("resolve, for the qemu board, to these files of the image (path, layer, mode)", async () => {
     const board = await loadBoard('qemu');
-    const layers = orderLayers(await Promise.all(board.layers.map((name) => loadBuiltInLayer(name))));
+    // The engine's layer comes with the board's default engine (llama.cpp), not from the board's list.
+    const layers = orderLayers(await Promise.all([...board.layers, 'engine-llama-cpp'].map((name) => loadBuiltInLayer(name))));
     expect(layers.map((l) => l.name)).toEqual(['system', 'growroot', 'ssh-hostkeys', 'pi-node', 'tuning', 'engine', 'cluster', 'engine-llama-cpp']);
     const files = layers.flatMap((l) => l.overlay.map((f) => [f.path, l.name, l.files[f.path]?.mode ?? '0644']));
     expect(files.sort(([a], [b]) => (a as string).localeCompare(b as string))).toEqual([

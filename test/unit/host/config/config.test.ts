@@ -33,6 +33,15 @@ describe('configuration', () => {
     expect(() => resolveConfig({ apt: { check_valid: false } }, {})).toThrowError(/unknown key "apt.check_valid"; allowed here: check_valid_until, extra_sources/);
   });
 
+  it("points at YAML's traps: an unquoted hash read as a number, a key left empty, one word for a list", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pi-image-yaml-trap-'));
+    writeFileSync(join(dir, 'pi-image.yaml'), 'base:\n  image: x.img\n  sha256: 1234567890123456789012345678901234567890123456789012345678901234\nhostname:\npackages: htop\n');
+    const message = await loadConfig(join(dir, 'pi-image.yaml'), {}, dir).then(() => '', (e: Error) => e.message);
+    expect(message).toMatch(/key "base.sha256": value 1\.2345\d*e\+63 is not of type string \(YAML read it as a number and may have changed it: put the value in quotes/);
+    expect(message).toMatch(/key "hostname": value null is not of type string \(the key has no value/);
+    expect(message).toMatch(/key "packages": value "htop" is not of type array \(a list: write \[a, b\]/);
+  });
+
   it('names the key, the bad value and the allowed values', () => {
     const err = (() => {
       try {

@@ -75,7 +75,7 @@ describe('plan', () => {
   });
 
   it('rejects an unknown board and a layer requiring a missing layer', async () => {
-    await expect(planBuild(resolveConfig({ board: 'pi3' }, {}))).rejects.toThrow(/unknown board "pi3"; available boards: pi4, pi5, qemu/);
+    await expect(planBuild(resolveConfig({ board: 'pi3' }, {}))).rejects.toThrow(/unknown board "pi3" \(did you mean "pi4"\?\); available boards: pi4, pi5, qemu/);
     const dir = mkdtempSync(join(tmpdir(), 'pi-image-plan-'));
     cpSync(FIXTURE_LAYER, join(dir, 'layer'), { recursive: true });
     writeFileSync(join(dir, 'layer/layer.yaml'), 'name: needy\ndescription: x\nrequires: [nothere]\n');

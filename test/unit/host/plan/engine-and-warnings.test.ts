@@ -1,0 +1,78 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { resolveConfig } from '../../../../src/host/config/config.js';
+import { planBuild } from '../../../../src/host/plan/plan-build.js';
+import { planSummary } from '../../../../src/host/plan/plan-summary.js';
+import { REPO } from '../../../helpers/cli.js';
+
+const plan = async (raw: Record<string, unknown>) => (await planBuild(resolveConfig(raw, {}), { env: {} })).plan;
+const failure = (raw: Record<string, unknown>) => plan(raw).then(() => '', (e: Error & { hint?: string }) => `${e.message}\n${e.hint ?? ''}`);
+const layerNames = (p: Awaited<ReturnType<typeof plan>>) => p.layers.map((l) => l.name);
+
+describe('the engine follows engine:, not the board', () => {
+  it("installs llama.cpp's layer for the board's default engine, and says where the engine came from", async () => {
+    const qemu = await plan({});
+    expect(layerNames(qemu).filter((n) => n === 'engine-llama-cpp')).toHaveLength(1);
+    expect(qemu.engine).toEqual({ name: 'llama.cpp', from: "the qemu board's default", runtime: 'Debian packages llama.cpp-tools, llama.cpp-tools-extra, libggml0-backend-rpc (layer engine-llama-cpp)' });
+    // Listed by the user as well: applied once.
+    expect(layerNames(await plan({ layers: ['engine-llama-cpp'] })).filter((n) => n === 'engine-llama-cpp')).toHaveLength(1);
+  });
+
+  it('gives a Pi 5 llama.cpp when asked, or says which suites have its packages', async () => {
+    expect(await failure({ board: 'pi5', engine: { name: 'llama.cpp' } })).toMatch(
+      /engine llama\.cpp: its packages \(llama\.cpp-tools, llama\.cpp-tools-extra, libggml0-backend-rpc\) are in Debian forky and sid only, not trixie\n.*--suite forky/,
+    );
+    const onForky = await plan({ board: 'pi5', suite: 'forky', engine: { name: 'llama.cpp' } });
+    expect(layerNames(onForky)).toContain('engine-llama-cpp');
+    expect(onForky.base.packages).toEqual(expect.arrayContaining(['llama.cpp-tools', 'libggml0-backend-rpc']));
+    expect(onForky.engine.from).toBe('the config');
+    const withSource = await plan({ board: 'pi5', engine: { name: 'llama.cpp' }, apt: { extra_sources: [{ uris: ['http://deb.debian.org/debian'], suites: ['forky'], components: ['main'] }] } });
+    expect(layerNames(withSource)).toContain('engine-llama-cpp');
+    // The default engine of a Pi is dllama: no llama.cpp packages on it.
+    expect(layerNames(await plan({ board: 'pi5' }))).not.toContain('engine-llama-cpp');
+  });
+
+  it("names the board's default engine when its rule fails, and not when the user chose it", async () => {
+    const implied = await failure({ board: 'pi5', cluster: { size: 3 } });
+    expect(implied).toMatch(/cluster\.size 3: dllama needs a power-of-two number of nodes \(root included\), not 3 \(dllama is the pi5 board's default engine\)\n.*--engine/);
+    const chosen = await failure({ board: 'pi5', cluster: { size: 3 }, engine: { name: 'dllama', dllama_dir: join(REPO, 'test/fixtures') } });
+    expect(chosen).not.toContain("board's default");
+  });
+});
+
+describe('plan warnings', () => {
+  it('warns of what would leave a user stuck: no SSH key, Debian kernel on a Pi 5, no model', async () => {
+    const warnings = (await plan({ board: 'pi5' })).warnings;
+    expect(warnings).toHaveLength(3);
+    expect(warnings[0]).toMatch(/^no SSH key .*nobody can log in/);
+    expect(warnings[1]).toMatch(/^Debian's kernel cannot drive a Pi 5's Ethernet/);
+    expect(warnings[2]).toMatch(/^no model/);
+    // A Pi 4 has no such caveat; Raspberry Pi's archive or image lifts the Pi 5's.
+    expect((await plan({ board: 'pi4' })).warnings.some((w) => w.includes('Ethernet'))).toBe(false);
+    const rpi = await plan({ board: 'pi5', apt: { extra_sources: [{ uris: ['http://archive.raspberrypi.com/debian'], suites: ['trixie'], components: ['main'] }] } });
+    expect(rpi.warnings.some((w) => w.includes('Ethernet'))).toBe(false);
+  });
+
+  it('has none when the config gives a key and a model', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pi-image-warn-'));
+    const { tinyGguf } = await import('../../../../src/host/model/tiny-gguf.js');
+    writeFileSync(join(dir, 'm.gguf'), tinyGguf());
+    expect((await plan({ user: { ssh_keys: [join(REPO, 'test/fixtures/test-login-key.pub')] }, model: { path: join(dir, 'm.gguf') } })).warnings).toEqual([]);
+  });
+});
+
+describe('plan summary', () => {
+  it('shows, one line each, what is built from what, then the warnings', async () => {
+    const text = planSummary(await plan({ board: 'pi5', cluster: { size: 4, name: 'lab' } }));
+    const lines = text.trimEnd().split('\n');
+    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(['board', 'base', 'kernel', 'engine', 'model', 'cluster', 'login', 'layers', 'tuning', 'outputs', 'cache', 'warning', 'warning', 'warning']);
+    expect(text).toContain("engine   dllama (the pi5 board's default), runtime: none in the image");
+    expect(text).toContain('kernel   linux-image-arm64');
+    expect(text).toContain('cluster  lab: 4 nodes, role auto, API port 8080');
+    expect(text).toMatch(/tuning {3}pi5-inference: \d+ levers on\n/);
+    const off = planSummary(await plan({ board: 'pi5', tuning: { no_overclock: false } }));
+    expect(off).toMatch(/levers on, off: no_overclock\n/);
+  });
+});
