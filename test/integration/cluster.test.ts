@@ -237,7 +237,7 @@ describe('cluster of three emulated nodes', () => {
     expect(new Set(machineIds).size).toBe(3);
   }, 5 * 60_000);
 
-  it('runs every engine process as its own unprivileged user, hardened; keeps the clock with timesyncd', async () => {
+  it('runs every engine process as its own unprivileged user, hardened, and the agent with one capability; keeps the clock with timesyncd', async () => {
     // The unit's dynamic user (a UID systemd allocates at each start), never root.
     const uids = async (i: number, name: string) => (await vm(i).check(`ps -o uid= -C ${name} | tr -d ' ' | sort -u`)).split('\n').filter(Boolean);
     const unitUid = async (i: number) => vm(i).check('systemctl show -p UID --value pi-image-engine');
@@ -247,6 +247,8 @@ describe('cluster of three emulated nodes', () => {
       expect(await uids(i, name)).toEqual([uid]);
     }
     expect(await vm(rootIndex).check('grep -E "^(CapEff|NoNewPrivs)" /proc/$(systemctl show -p MainPID --value pi-image-engine)/status | tr -s "[:blank:]" " " | sort')).toBe('CapEff: 0000000000000000\nNoNewPrivs: 1');
+    // The agent: root, but of root's capabilities only CAP_NET_ADMIN (bit 12), for its nftables table.
+    expect(await vm(rootIndex).check('grep -E "^(CapEff|NoNewPrivs)" /proc/$(systemctl show -p MainPID --value pi-image-agent)/status | tr -s "[:blank:]" " " | sort')).toBe('CapEff: 0000000000001000\nNoNewPrivs: 1');
     for (const unit of ['pi-image-engine', 'pi-image-agent', 'pi-image-first-boot']) {
       const line = await vm(rootIndex).check(`systemd-analyze security ${unit}.service --no-pager 2>/dev/null | grep 'Overall exposure level'`, 3 * 60_000);
       const [, score, level] = /:\s*([\d.]+)\s+(\w+)/.exec(line) ?? [];

@@ -171,7 +171,7 @@ describe('engine port firewall (nftables, network namespaces)', () => {
   }, 60_000);
 
   it('the engine unit starts only when the table is there (its ExecStartPre, run with the real nft)', async () => {
-    const unit = readFileSync(join(REPO, 'image/layers/engine/overlay/etc/systemd/system/pi-image-engine.service'), 'utf8');
+    const unit = readFileSync(join(REPO, 'image/layers/engine/overlay/usr/lib/systemd/system/pi-image-engine.service'), 'utf8');
     const checks = [...unit.matchAll(/^ExecStartPre=(.*)$/gm)].map((m) => m[1] as string);
     const check = checks.find((c) => c.includes('pi_image'));
     // Only the "+" prefix (this check runs privileged; the engine does not), no "-": a failing

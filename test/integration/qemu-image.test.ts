@@ -108,7 +108,7 @@ describe('qemu board image', () => {
     writeFileSync(join(changed, 'overlay/usr/local/bin/pi-image-test-marker.hbs'), '#!/bin/sh\necho "changed {{hostname}}"\n');
     // The same image with one lever switched off: booted below to show it is absent and reported as disabled.
     const config = join(work, 'lever-off.yaml');
-    writeFileSync(config, 'tuning:\n  swappiness: false\n');
+    writeFileSync(config, 'tuning:\n  swappiness: false\ntimezone: Europe/Berlin\n');
     const third = await runCli(['build', '--config', config, '--board', 'qemu', ...QEMU_TEST_FLAGS, '--hostname', 'pi-test', '--layer', changed, '--json', '--out', out3], { env });
     expectOk(third);
     expect(stageCaching(third)).toEqual({ base: true, layers: false, disk: false, artifacts: false });
@@ -217,7 +217,7 @@ describe('qemu board image', () => {
     });
 
     it('systemd-analyze verify accepts every unit the image adds', async () => {
-      const units = (await vm.check('ls /etc/systemd/system/pi-image-*.service')).split('\n');
+      const units = (await vm.check('ls /usr/lib/systemd/system/pi-image-*.service')).split('\n');
       expect(units.length).toBeGreaterThanOrEqual(4);
       const result = await vm.run(`systemd-analyze verify ${units.join(' ')} 2>&1`, 120_000);
       expect(result, result.output).toMatchObject({ status: 0 });
@@ -267,6 +267,12 @@ describe('qemu board image', () => {
       expect(report.levers.find((l) => l.id === 'swappiness')).toMatchObject({ status: 'disabled', reason: expect.stringContaining('switched off') });
       expect(status).toBe(0);
       expect(await vm.check('/usr/local/bin/pi-image-test-marker')).toBe('changed pi-test');
+    });
+
+    it("keeps the config's time zone (timedatectl reads it) and the default locale", async () => {
+      expect(await vm.check('timedatectl show -p Timezone --value')).toBe('Europe/Berlin');
+      expect(await vm.check('date +%Z')).toMatch(/^CES?T$/);
+      expect(await vm.check('cat /etc/default/locale')).toBe('LANG=C.UTF-8');
     });
   });
 });

@@ -19,6 +19,8 @@ export interface Config {
   name?: string;
   out: string;
   hostname: string;
+  timezone: string;
+  locale: string;
   storage: 'sd' | 'nvme' | 'usb';
   base?: { image: string; sha256: string };
   suite?: string;

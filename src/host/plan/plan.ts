@@ -6,6 +6,7 @@ import { contentHash } from '../pipeline/hash.js';
 import type { BoardProfile } from '../catalog/boards.js';
 import type { Layer } from '../catalog/layers.js';
 import { ConfigError } from '../errors.js';
+import { didYouMean } from '../config/did-you-mean.js';
 import { forbiddenConfigTxtKeys } from '../tuning/render.js';
 import type { BootloaderPlan } from '../firmware/bootloader-plan.js';
 import type { ResolvedLever, TuningProfile } from '../catalog/tuning-profiles.js';
@@ -68,6 +69,8 @@ export interface Plan {
   readonly board: Readonly<{ name: string; description: string; arch: string }>;
   readonly role: Config['role'];
   readonly hostname: string;
+  /** /etc/localtime, /etc/timezone and /etc/default/locale. */
+  readonly system: Readonly<{ timezone: string; locale: string }>;
   readonly base: Readonly<{
     suite: string;
     variant: string;
@@ -182,6 +185,15 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+function planSystem(config: Config): Plan['system'] {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: config.timezone });
+  } catch {
+    throw new ConfigError(`timezone "${config.timezone}" is not a time zone${didYouMean(config.timezone, Intl.supportedValuesOf('timeZone'))}`, 'give an IANA name such as Europe/Berlin or Etc/UTC (`timedatectl list-timezones` lists them)');
+  }
+  return { timezone: config.timezone, locale: config.locale };
+}
+
 function planEngine({ config, board, layers }: PlanInputs): Plan['engine'] {
   const name = config.engine.name ?? board.engine;
   const layer = layers.find((l) => l.name === ENGINE_LAYERS[name]);
@@ -222,7 +234,8 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
     components: config.components ?? board.components,
     extraSources: config.apt.extra_sources,
     checkValidUntil: config.apt.check_valid_until,
-    packages: [...new Set([...boardPackages, ...layers.flatMap((l) => l.packages), ...config.packages])].sort(),
+    // Debian's minbase has C.UTF-8 only: locales-all brings every other locale, compiled.
+    packages: [...new Set([...boardPackages, ...layers.flatMap((l) => l.packages), ...config.packages, ...(config.locale === 'C.UTF-8' ? [] : ['locales-all'])])].sort(),
     enableUnits: [...new Set(layers.flatMap((l) => l.base_enable))].sort(),
     initramfsModules: config.base ? undefined : board.initramfs_modules,
     image: config.base ? { source: config.base.image, sha256: config.base.sha256 } : undefined,
@@ -269,6 +282,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
     boot,
     tuning: planTuning,
     bootloader,
+    system: planSystem(config),
     node: { settings: node.settings, files: node.files.map(({ source: _source, ...f }) => f), authorizedKeys: node.authorizedKeys },
     sde: sourceDateEpoch.value,
   });
@@ -278,6 +292,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
     board: identity.board,
     role: identity.role,
     hostname: identity.hostname,
+    system: planSystem(config),
     base,
     layers: plannedLayers,
     tuning: planTuning,

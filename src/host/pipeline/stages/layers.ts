@@ -43,6 +43,16 @@ function nodeEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
   ];
 }
 
+/** Time zone and locale: the files timedatectl and localectl would write. */
+function systemEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
+  const file = (name: string, text: string): [string, OverlayEntry] => [name, { header: { name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime, size: Buffer.byteLength(text) }, content: Buffer.from(text) }];
+  return [
+    file('etc/timezone', `${plan.system.timezone}\n`),
+    ['etc/localtime', { header: { name: 'etc/localtime', type: 'symlink', linkname: `/usr/share/zoneinfo/${plan.system.timezone}`, mode: 0o777, uid: 0, gid: 0, mtime } }],
+    file('etc/default/locale', `LANG=${plan.system.locale}\n`),
+  ];
+}
+
 /** Renders every layer's overlay into tar entries: files with explicit owner, mode and mtime. */
 async function renderOverlay(plan: Plan, layers: readonly Layer[], mtime: Date): Promise<Map<string, OverlayEntry>> {
   const entries = new Map<string, OverlayEntry>();
@@ -117,7 +127,7 @@ export async function runLayersStage(opts: {
       : { name: g.path, type: 'file', mode: g.mode ?? 0o644, uid: 0, gid: 0, mtime, size: Buffer.byteLength(g.content ?? '') };
     overlay.set(g.path, { header, content: g.symlinkTo ? undefined : Buffer.from(g.content ?? '') });
   }
-  for (const [path, entry] of nodeEntries(plan, mtime)) {
+  for (const [path, entry] of [...nodeEntries(plan, mtime), ...systemEntries(plan, mtime)]) {
     if (overlay.has(path)) throw new ProfileError(`${path} is both written from pi-image.yaml and shipped by a layer's overlay`);
     overlay.set(path, entry);
   }

@@ -4,7 +4,8 @@ import { cpuAffinityCount, ENGINE_THREADS_ENV } from '../engine-threads.js';
 import type { NodeSystem } from '../system.js';
 import { compare, generatedHeader, na, presence, type Check, type LeverKind } from '../kind.js';
 
-const ENGINE_DROP_IN = `etc/systemd/system/${ENGINE_UNIT}.d/10-tuning.conf`;
+// A vendor drop-in beside the vendor unit: an admin's own in /etc/systemd/system/ still wins.
+const ENGINE_DROP_IN = `usr/lib/systemd/system/${ENGINE_UNIT}.d/10-tuning.conf`;
 
 /** systemd prints Environment= as space-separated assignments, quoting those with spaces. */
 export function parseEnvironment(text: string): Map<string, string> {

@@ -18,8 +18,8 @@ describe('layers', () => {
     const growroot = await loadBuiltInLayer('growroot');
     expect(growroot).toMatchObject({ name: 'growroot', origin: 'growroot', files: { 'usr/lib/pi-image/growroot': { mode: '0755' } } });
     expect(growroot.overlay.map((f) => [f.path, f.source, f.template])).toEqual([
-      ['etc/systemd/system/pi-image-growroot.service', join(LAYERS_DIR, 'growroot/overlay/etc/systemd/system/pi-image-growroot.service'), false],
       ['usr/lib/pi-image/growroot', join(LAYERS_DIR, 'growroot/overlay/usr/lib/pi-image/growroot'), false],
+      ['usr/lib/systemd/system/pi-image-growroot.service', join(LAYERS_DIR, 'growroot/overlay/usr/lib/systemd/system/pi-image-growroot.service'), false],
     ]);
 
     const user = await loadLayer(FIXTURE_LAYER);
@@ -104,17 +104,17 @@ describe('layers', () => {
       ['etc/pi-image/image.json', 'system', '0644'],
       ['etc/ssh/sshd_config.d/10-pi-image.conf', 'ssh-hostkeys', '0644'],
       ['etc/sysctl.d/60-pi-image-cluster.conf', 'cluster', '0644'],
-      ['etc/systemd/network/20-wired.network', 'system', '0644'],
-      ['etc/systemd/system-preset/00-pi-image.preset', 'system', '0644'],
-      ['etc/systemd/system/pi-image-agent.service', 'cluster', '0644'],
-      ['etc/systemd/system/pi-image-cpu-tuning.service', 'tuning', '0644'],
-      ['etc/systemd/system/pi-image-engine.service', 'engine', '0644'],
-      ['etc/systemd/system/pi-image-first-boot.service', 'cluster', '0644'],
-      ['etc/systemd/system/pi-image-growroot.service', 'growroot', '0644'],
-      ['etc/systemd/system/pi-image-nic-tuning.service', 'tuning', '0644'],
-      ['etc/systemd/system/pi-image-ssh-keygen.service', 'ssh-hostkeys', '0644'],
       ['usr/bin/pi-node', 'pi-node', '0755'],
       ['usr/lib/pi-image/growroot', 'growroot', '0755'],
+      ['usr/lib/systemd/network/20-wired.network', 'system', '0644'],
+      ['usr/lib/systemd/system-preset/00-pi-image.preset', 'system', '0644'],
+      ['usr/lib/systemd/system/pi-image-agent.service', 'cluster', '0644'],
+      ['usr/lib/systemd/system/pi-image-cpu-tuning.service', 'tuning', '0644'],
+      ['usr/lib/systemd/system/pi-image-engine.service', 'engine', '0644'],
+      ['usr/lib/systemd/system/pi-image-first-boot.service', 'cluster', '0644'],
+      ['usr/lib/systemd/system/pi-image-growroot.service', 'growroot', '0644'],
+      ['usr/lib/systemd/system/pi-image-nic-tuning.service', 'tuning', '0644'],
+      ['usr/lib/systemd/system/pi-image-ssh-keygen.service', 'ssh-hostkeys', '0644'],
     ]);
   });
 

@@ -67,12 +67,32 @@ describe('plan summary', () => {
   it('shows, one line each, what is built from what, then the warnings', async () => {
     const text = planSummary(await plan({ board: 'pi5', cluster: { size: 4, name: 'lab' } }));
     const lines = text.trimEnd().split('\n');
-    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(['board', 'base', 'kernel', 'engine', 'model', 'cluster', 'login', 'layers', 'tuning', 'outputs', 'cache', 'warning', 'warning', 'warning']);
+    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(['board', 'base', 'kernel', 'engine', 'model', 'cluster', 'system', 'login', 'layers', 'tuning', 'outputs', 'cache', 'warning', 'warning', 'warning']);
     expect(text).toContain("engine   dllama (the pi5 board's default), runtime: none in the image");
     expect(text).toContain('kernel   linux-image-arm64');
     expect(text).toContain('cluster  lab: 4 nodes, role auto, API port 8080');
     expect(text).toMatch(/tuning {3}pi5-inference: \d+ levers on\n/);
     const off = planSummary(await plan({ board: 'pi5', tuning: { no_overclock: false } }));
     expect(off).toMatch(/levers on, off: no_overclock\n/);
+  });
+});
+
+describe('time zone and locale', () => {
+  it('defaults to UTC and C.UTF-8; another locale brings locales-all', async () => {
+    const dflt = await plan({});
+    expect(dflt.system).toEqual({ timezone: 'Etc/UTC', locale: 'C.UTF-8' });
+    expect(dflt.base.packages).not.toContain('locales-all');
+    const berlin = await plan({ timezone: 'Europe/Berlin', locale: 'de_DE.UTF-8' });
+    expect(berlin.system).toEqual({ timezone: 'Europe/Berlin', locale: 'de_DE.UTF-8' });
+    expect(berlin.base.packages).toContain('locales-all');
+    // Only the layers change with the time zone; the base with the locale.
+    expect((await plan({ timezone: 'Europe/Berlin' })).cacheKeys).toMatchObject({ base: dflt.cacheKeys.base });
+    expect((await plan({ timezone: 'Europe/Berlin' })).cacheKeys.layers).not.toBe(dflt.cacheKeys.layers);
+    expect(berlin.cacheKeys.base).not.toBe(dflt.cacheKeys.base);
+  });
+
+  it('refuses a zone that does not exist, with the one meant, and a locale that is not one', async () => {
+    expect(await failure({ timezone: 'Europe/Berln' })).toMatch(/timezone "Europe\/Berln" is not a time zone \(did you mean "Europe\/Berlin"\?\)/);
+    expect(await failure({ locale: 'german' })).toMatch(/key "locale": value "german" does not match/);
   });
 });

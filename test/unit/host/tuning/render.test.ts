@@ -33,7 +33,7 @@ describe('tuning profile rendering', async () => {
   it('derives the engine thread count from the engine CPUs the user sets', () => {
     const levers = resolveLevers(profile, 'pi5', { engine_cpus: '0-1' });
     const files = renderTuning({ profile: profile.name, board: 'pi5', levers, timers: TIMERS });
-    const dropIn = files.find((f) => f.path === 'etc/systemd/system/pi-image-engine.service.d/10-tuning.conf')?.content ?? '';
+    const dropIn = files.find((f) => f.path === 'usr/lib/systemd/system/pi-image-engine.service.d/10-tuning.conf')?.content ?? '';
     expect(dropIn).toContain('\nCPUAffinity=0-1\nEnvironment="PI_IMAGE_ENGINE_THREADS=2"\n');
     expect(dropIn).not.toContain('PI_IMAGE_ENGINE_THREADS=3');
     const state = JSON.parse(files.find((f) => f.path === 'etc/pi-image/tuning.json')?.content ?? '{}');

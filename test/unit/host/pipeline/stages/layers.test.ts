@@ -32,6 +32,7 @@ async function makeBaseTar(path: string, opts: { eeprom?: boolean; bootFiles?: R
   await add({ name: './', type: 'directory', mode: 0o755 });
   for (const d of ['etc', 'etc/ssh', 'boot', 'usr', 'usr/bin', 'var', 'var/lib', 'var/lib/dbus']) await add({ name: `./${d}/`, type: 'directory', mode: 0o755 });
   await add({ name: './etc/hostname', type: 'file' }, 'debian\n');
+  await add({ name: './etc/localtime', type: 'symlink', linkname: '/usr/share/zoneinfo/Etc/UTC' });
   await add({ name: './etc/ssh/ssh_host_ed25519_key', type: 'file', mode: 0o600 }, 'SECRET KEY');
   await add({ name: './var/lib/dbus/machine-id', type: 'file' }, 'abc\n');
   await add({ name: './boot/vmlinuz-6.12.0-1-arm64', type: 'file', mtime: NEW }, 'KERNEL');
@@ -61,7 +62,7 @@ describe('layers stage', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pi-image-layers-'));
   const baseTar = join(dir, 'base.tar');
   await makeBaseTar(baseTar);
-  const { plan, inputs: { layers } } = await planBuild(resolveConfig({ hostname: 'node-a', layers: [FIXTURE_LAYER] }, {}), { env: {} });
+  const { plan, inputs: { layers } } = await planBuild(resolveConfig({ hostname: 'node-a', layers: [FIXTURE_LAYER], timezone: 'Europe/Berlin', locale: 'de_DE.UTF-8' }, {}), { env: {} });
   const out = join(dir, 'out');
   mkdirSync(out);
   const sde = 1_500_000_000;
@@ -75,6 +76,12 @@ describe('layers stage', async () => {
     expect(entries.get('usr/local/bin/pi-image-test-marker')?.content).toContain('marker node-a');
   });
 
+  it("writes the config's time zone (replacing the base's) and locale", () => {
+    expect(entries.get('etc/localtime')?.header).toMatchObject({ type: 'symlink', linkname: '/usr/share/zoneinfo/Europe/Berlin' });
+    expect(entries.get('etc/timezone')?.content).toBe('Europe/Berlin\n');
+    expect(entries.get('etc/default/locale')?.content).toBe('LANG=de_DE.UTF-8\n');
+  });
+
   it('sets owner, mode and mtime per entry', () => {
     const marker = entries.get('usr/local/bin/pi-image-test-marker')?.header;
     expect(marker?.mode).toBe(0o750);
@@ -82,7 +89,7 @@ describe('layers stage', async () => {
     expect(marker?.mtime?.getTime()).toBe(sde * 1000);
     expect(entries.get('usr/lib/pi-image/growroot')?.header.mode).toBe(0o755);
     expect(entries.get('etc/hosts')?.header.mode).toBe(0o644);
-    expect(entries.get('etc/systemd/system/pi-image-engine.service')?.header).toMatchObject({ type: 'file', mode: 0o644, uid: 0, gid: 0 });
+    expect(entries.get('usr/lib/systemd/system/pi-image-engine.service')?.header).toMatchObject({ type: 'file', mode: 0o644, uid: 0, gid: 0 });
     expect(entries.get('usr/local/bin')?.header.type).toBe('directory');
   });
 
@@ -106,7 +113,7 @@ describe('layers stage', async () => {
   it('enables overlay units with symlinks', () => {
     expect(entries.get('etc/systemd/system/local-fs.target.wants/pi-image-growroot.service')?.header).toMatchObject({
       type: 'symlink',
-      linkname: '/etc/systemd/system/pi-image-growroot.service',
+      linkname: '/usr/lib/systemd/system/pi-image-growroot.service',
     });
   });
 
@@ -148,7 +155,7 @@ describe('layers stage: tuning profile', async () => {
     const entries = await read({});
     expect(entries.get('etc/sysctl.d/90-pi-image-tuning.conf')?.content).toContain('vm.swappiness = 1');
     expect(entries.get('etc/modules-load.d/pi-image-tuning.conf')?.content).toContain('tcp_bbr');
-    expect(entries.get('etc/systemd/system/pi-image-engine.service.d/10-tuning.conf')?.content).toContain('LimitMEMLOCK=infinity');
+    expect(entries.get('usr/lib/systemd/system/pi-image-engine.service.d/10-tuning.conf')?.content).toContain('LimitMEMLOCK=infinity');
     expect(entries.get('etc/systemd/system/apt-daily.timer')?.header).toMatchObject({ type: 'symlink', linkname: '/dev/null' });
     const state = JSON.parse(entries.get('etc/pi-image/tuning.json')?.content ?? '{}');
     expect(state.masked_timers).toEqual(['apt-daily.timer', 'fstrim.timer']);

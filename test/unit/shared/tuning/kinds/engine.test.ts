@@ -31,7 +31,7 @@ describe('engine unit lever kind', () => {
     ];
     expect(engine.render?.(uses, { profile: 'p', timers: [] })).toEqual([
       {
-        path: 'etc/systemd/system/pi-image-engine.service.d/10-tuning.conf',
+        path: 'usr/lib/systemd/system/pi-image-engine.service.d/10-tuning.conf',
         content: [
           '# pi-image tuning profile p. Generated: change tuning: in pi-image.yaml, not this file.',
           '[Service]',
