@@ -9,7 +9,12 @@ export type ProgressEvent =
   | { type: 'tool-output'; stage: string; line: string }
   | { type: 'result'; data: unknown }
   | { type: 'warning'; message: string }
-  | { type: 'error'; stage?: string; message: string; hint?: string; command?: string; outputTail?: string[] };
+  | { type: 'error'; stage?: string; message: string; hint?: string; command?: string; outputTail?: string[] }
+  // pi-image emulate: a node reached a boot milestone; the LAN is up; a root serves; its answer.
+  | { type: 'node'; node: number; milestone: string }
+  | { type: 'lan'; namespace: string; apiPorts: number[] }
+  | { type: 'serving'; url: string; root: number }
+  | { type: 'answer'; content: string; finishReason: string };
 
 export interface Reporter {
   emit(event: ProgressEvent): void;

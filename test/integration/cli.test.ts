@@ -82,6 +82,16 @@ describe('pi-image commands', () => {
     expect(run.stderr).toContain(`error: ${join(work, 'nope.img')} is not an image file`);
   });
 
+  it('emulate --json reports an error as an NDJSON event, and refuses --console with it', async () => {
+    const events = (stdout: string) => stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; message?: string });
+    const missing = await runCli(['emulate', join(work, 'nope.img'), '--json']);
+    expect(missing.exitCode).toBe(1);
+    expect(events(missing.stdout)).toEqual([expect.objectContaining({ type: 'error', message: `${join(work, 'nope.img')} is not an image file` })]);
+    const both = await runCli(['emulate', join(work, 'nope.img'), '--json', '--console', '1']);
+    expect(both.exitCode).toBe(1);
+    expect(events(both.stdout)[0]?.message).toMatch(/--console writes a console to stdout, where --json writes its events/);
+  });
+
   it('emulate refuses numbers it cannot use, naming the flag', async () => {
     for (const [flag, value] of [['--nodes', '0'], ['--nodes', '9'], ['--cpus', 'two'], ['--memory', '64'], ['--api-port', '80'], ['--console', '4']]) {
       const run = await runCli(['emulate', join(work, 'nope.img'), '--nodes', '3', flag as string, value as string]);

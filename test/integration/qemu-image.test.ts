@@ -249,6 +249,25 @@ describe('qemu board image', () => {
     expect((await execa('ip', ['netns', 'list'])).stdout).not.toContain(namespace);
   }, 10 * 60_000);
 
+  it('pi-image emulate --json: one JSON event per line on stdout (the LAN, each boot milestone), nothing on the status line', async () => {
+    const cli = execa(process.execPath, [join(REPO, 'dist/host/cli/main.js'), 'emulate', join(out1, 'pi-image-qemu.img'), '--nodes', '1', '--cpus', '1', '--api-port', '18291', '--json'], { reject: false, stdin: 'ignore' });
+    let stdout = '';
+    const seen = new Promise<void>((resolve) =>
+      cli.stdout?.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString();
+        if (/"type":"node".*"milestone":"(systemd|multi-user|ready)"/.test(stdout)) resolve();
+      }),
+    );
+    await Promise.race([seen, cli.then((r) => { throw new Error(`emulate ended early (${r.exitCode}):\n${r.stderr}`); })]);
+    cli.kill('SIGINT');
+    const ended = await cli;
+    expect(ended.exitCode, ended.stderr).toBe(130);
+    const events = ended.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; node?: number; namespace?: string; apiPorts?: number[] });
+    expect(events.find((e) => e.type === 'lan')).toMatchObject({ namespace: expect.stringMatching(/\w/), apiPorts: [18291] });
+    expect(events.filter((e) => e.type === 'node').every((e) => e.node === 1)).toBe(true);
+    expect(ended.stderr).not.toMatch(/node1: /);
+  }, 10 * 60_000);
+
   describe('an image with a lever switched off', () => {
     let vm: QemuVm;
 

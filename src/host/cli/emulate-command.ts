@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import type { EmulatedCluster } from '../emulate/cluster.js';
 import { DEFAULT_API_PORT as NODE_API_PORT } from '../../shared/ports.js';
-import { silentReporter, StatusLine } from '../progress.js';
+import { Writable } from 'node:stream';
+import { JsonReporter, silentReporter, StatusLine } from '../progress.js';
 import { reportError } from './report-error.js';
 import { PiImageError } from '../errors.js';
 
@@ -23,7 +24,7 @@ async function waitForRoot(ports: number[], timeoutMs: number, allExited: Promis
   return undefined;
 }
 
-async function askOnce(url: string, prompt: string): Promise<string> {
+async function askOnce(url: string, prompt: string): Promise<{ content: string; finishReason: string }> {
   const res = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -31,9 +32,8 @@ async function askOnce(url: string, prompt: string): Promise<string> {
   });
   const body = (await res.json()) as { choices?: { message: { content: string }; finish_reason: string }[]; error?: { message: string } };
   if (!res.ok || !body.choices?.[0]) throw new PiImageError(`the cluster answered ${res.status}: ${body.error?.message ?? 'no choices'}`);
-  // The answer alone on stdout (the demo model's sentence, say); a note only when it was cut short.
-  const { message, finish_reason: reason } = body.choices[0];
-  return reason === 'stop' ? message.content : `${message.content}\n(finish_reason: ${reason})`;
+  const { message, finish_reason: finishReason } = body.choices[0];
+  return { content: message.content, finishReason };
 }
 
 function wholeNumber(value: string, flag: string, min: number, max: number): number {
@@ -53,10 +53,12 @@ export function emulateCommand(): Command {
     .option('--console <n>', 'stream node n\'s serial console')
     .option('--ask <prompt>', 'once the cluster serves, send this chat prompt to its API, print the answer and stop every node')
     .option('--timeout <minutes>', 'give up when no node serves within this time', '45')
-    .action(async (image: string, options: { nodes: string; cpus: string; memory: string; apiPort: string; console?: string; ask?: string; timeout: string }) => {
+    .option('--json', 'print NDJSON events on stdout instead of the status line: node (a boot milestone), lan, serving, answer, error')
+    .action(async (image: string, options: { nodes: string; cpus: string; memory: string; apiPort: string; console?: string; ask?: string; timeout: string; json?: boolean }) => {
       const stage = new Map<number, string>();
-      // Redrawn in place on a terminal; one plain line per change on a file or pipe.
-      const status = new StatusLine(process.stderr);
+      const reporter = options.json ? new JsonReporter(false) : silentReporter;
+      // Redrawn in place on a terminal; one plain line per change on a file or pipe; nothing with --json.
+      const status = new StatusLine(options.json ? new Writable({ write: (_c, _e, done) => done() }) : process.stderr);
       const show = () => status.show([...stage.entries()].map(([i, s]) => `node${i + 1}: ${s}`).join('  '));
       const logs = new Map<number, string>();
       let cluster: EmulatedCluster | undefined;
@@ -82,6 +84,7 @@ export function emulateCommand(): Command {
         const firstApiPort = wholeNumber(options.apiPort, '--api-port', 1024, 65535 - nodes + 1);
         const timeoutMinutes = wholeNumber(options.timeout, '--timeout', 1, 24 * 60);
         const consoleNode = options.console === undefined ? undefined : wholeNumber(options.console, '--console', 1, nodes);
+        if (consoleNode !== undefined && options.json) throw new PiImageError('--console writes a console to stdout, where --json writes its events', 'use one of them');
         const { BOOT_MILESTONES, startCluster } = await import('../emulate/cluster.js');
         starting = startCluster({
           image,
@@ -99,6 +102,7 @@ export function emulateCommand(): Command {
             const reached = BOOT_MILESTONES.filter(([re]) => re.test(log)).at(-1)?.[1];
             if (reached && reached !== stage.get(i)) {
               stage.set(i, reached);
+              reporter.emit({ type: 'node', node: i + 1, milestone: reached });
               show();
             }
           },
@@ -106,21 +110,25 @@ export function emulateCommand(): Command {
         cluster = await starting;
         for (let i = 0; i < cluster.vms.length; i++) stage.set(i, 'starting');
         show();
+        reporter.emit({ type: 'lan', namespace: cluster.lan.namespace, apiPorts: cluster.apiPorts });
         status.println(`${cluster.vms.length} nodes on a private LAN (network namespace ${cluster.lan.namespace}); node i's port ${NODE_API_PORT} is 127.0.0.1:${cluster.apiPorts[0]}…${cluster.apiPorts.at(-1)}. Ctrl-C stops them.`);
         const serving = await waitForRoot(cluster.apiPorts, timeoutMinutes * 60_000, Promise.all(cluster.vms.map((vm) => vm.exited)));
         if (serving === undefined) throw new PiImageError(`no node served within ${timeoutMinutes} minutes`, 'watch a node with --console <n> and run `pi-node status` there');
+        reporter.emit({ type: 'serving', url: `${serving.url}/v1`, root: serving.node });
         status.println(`cluster serving: ${serving.url}/v1 (OpenAI-compatible; root is node${serving.node})`);
         if (options.ask !== undefined) {
           const answer = await askOnce(serving.url, options.ask);
           status.done();
-          process.stdout.write(`${answer}\n`);
+          reporter.emit({ type: 'answer', ...answer });
+          // The answer alone on stdout (the demo model's sentence, say); a note only when it was cut short.
+          if (!options.json) process.stdout.write(`${answer.content}\n${answer.finishReason === 'stop' ? '' : `(finish_reason: ${answer.finishReason})\n`}`);
           await cluster.stop();
           return;
         }
         await Promise.all(cluster.vms.map((vm) => vm.exited));
       } catch (e) {
         status.done();
-        reportError(e, silentReporter);
+        reportError(e, reporter);
         await cluster?.stop();
         process.exitCode = 1;
       }
