@@ -59,6 +59,10 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     const modelFile = await imageFile(config.model.path, `${inRootfs(MODEL_DIR)}/${safeName(basename(config.model.path))}`, 0o644, 'model.path');
     files.push(modelFile);
     model = { path: `/${modelFile.target}`, name: config.model.name ?? safeName(basename(config.model.path, extname(config.model.path))) };
+    if (config.model.aliases?.length) {
+      if (config.model.aliases.includes(model.name)) throw new ConfigError(`model.aliases: "${model.name}" is the model's own id`, 'list only other names');
+      model.aliases = config.model.aliases;
+    }
     if (engine === 'llama.cpp' && !config.model.path.endsWith('.gguf')) throw new ConfigError(`model.path: llama.cpp loads .gguf files, not ${basename(config.model.path)}`);
     if (config.model.path.endsWith('.gguf')) {
       const header = await readGgufHeader(config.model.path).catch((e: Error) => {

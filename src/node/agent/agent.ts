@@ -209,6 +209,7 @@ export class Agent {
     this.api = createApiFront({
       engineUrl: `http://127.0.0.1:${ENGINE_PRIVATE_PORT}`,
       modelName: this.settings.model?.name ?? 'none',
+      modelAliases: this.settings.model?.aliases,
       bearerToken: token?.toString('utf8'),
       contextLength: this.settings.engine.contextLength,
       engine: this.settings.engine.name,

@@ -9,6 +9,8 @@ export interface ApiFrontOptions {
   engineUrl: string;
   /** The served model's id: GET /v1/models lists it, and a chat naming another model gets 404 model_not_found. */
   modelName: string;
+  /** Other ids answered as the model (configured aliases); listed in /v1/models too. */
+  modelAliases?: string[];
   /** Which engine serves (default llama.cpp): dllama-api takes no penalties, logit_bias or JSON response_format. */
   engine?: EngineKind;
   /**
@@ -454,7 +456,8 @@ export function createApiFront(opts: ApiFrontOptions): Server {
   const counter = new PromptCounter(engine, opts.promptCount ?? 'engine', limits.engine.connectTimeoutMs);
   const engineKind = opts.engine ?? 'llama.cpp';
   const cors = opts.corsOrigins?.length ? opts.corsOrigins : undefined;
-  const modelObject = { id: opts.modelName, object: 'model', created: 0, owned_by: 'pi-image' };
+  const modelIds = [opts.modelName, ...(opts.modelAliases ?? [])];
+  const modelObject = (id: string) => ({ id, object: 'model', created: 0, owned_by: 'pi-image' });
 
   /** The prompt against the context: 400 when it cannot fit, else max_tokens capped to the room left. */
   const fitToContext = async (request: ChatRequest, gone: AbortSignal, counted: (tokens: number) => void): Promise<ChatRequest> => {
@@ -531,7 +534,7 @@ export function createApiFront(opts: ApiFrontOptions): Server {
       }
       const parsed = parseChatRequest(json, engineKind);
       if (isApiError(parsed)) throw new HttpError(parsed);
-      if (parsed.model !== undefined && parsed.model !== opts.modelName) throw modelNotFound(parsed.model);
+      if (parsed.model !== undefined && !modelIds.includes(parsed.model)) throw modelNotFound(parsed.model);
       streaming = parsed.stream;
       let counted: number | undefined;
       const request = await fitToContext(parsed, client.signal, (tokens) => (counted = tokens));
@@ -580,7 +583,7 @@ export function createApiFront(opts: ApiFrontOptions): Server {
           return send(res, 200, JSON.stringify({ queue: queue.depth, ...health }));
         }
         if (!authorized(req, opts.bearerToken)) throw new HttpError({ status: 401, type: 'authentication_error', message: 'missing or wrong bearer token' });
-        if (path === '/v1/models' && req.method === 'GET') return send(res, 200, JSON.stringify({ object: 'list', data: [modelObject] }));
+        if (path === '/v1/models' && req.method === 'GET') return send(res, 200, JSON.stringify({ object: 'list', data: modelIds.map(modelObject) }));
         if (path.startsWith('/v1/models/') && req.method === 'GET') {
           let id: string;
           try {
@@ -588,8 +591,8 @@ export function createApiFront(opts: ApiFrontOptions): Server {
           } catch {
             id = path.slice('/v1/models/'.length);
           }
-          if (id !== opts.modelName) throw modelNotFound(id);
-          return send(res, 200, JSON.stringify(modelObject));
+          if (!modelIds.includes(id)) throw modelNotFound(id);
+          return send(res, 200, JSON.stringify(modelObject(id)));
         }
         if (path === '/v1/chat/completions') {
           if (req.method !== 'POST') throw new HttpError({ status: 405, type: 'invalid_request_error', message: 'use POST' });

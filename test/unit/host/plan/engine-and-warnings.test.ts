@@ -96,3 +96,14 @@ describe('time zone and locale', () => {
     expect(await failure({ locale: 'german' })).toMatch(/key "locale": value "german" does not match/);
   });
 });
+
+describe('model aliases', () => {
+  it("reach the node settings; the model's own id is not an alias", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pi-image-alias-'));
+    const { tinyGguf } = await import('../../../../src/host/model/tiny-gguf.js');
+    writeFileSync(join(dir, 'demo.gguf'), tinyGguf());
+    const p = await plan({ model: { path: join(dir, 'demo.gguf'), aliases: ['gpt-4o-mini'] } });
+    expect(p.node.settings.model).toMatchObject({ name: 'demo', aliases: ['gpt-4o-mini'] });
+    expect(await failure({ model: { path: join(dir, 'demo.gguf'), aliases: ['demo'] } })).toMatch(/model\.aliases: "demo" is the model's own id/);
+  });
+});

@@ -82,6 +82,18 @@ describe('with the official openai client', () => {
     expect(engine.received).toHaveLength(0);
     expect((await post(hi())).status).toBe(200);
   });
+
+  it('answers to a configured alias as the model (chat, retrieve, list); other ids stay model_not_found', async () => {
+    const { url, engine } = await frontWithEngine({}, { modelName: 'qwen2.5:0.5b', modelAliases: ['gpt-4o-mini'] });
+    const client = sdk(url);
+    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    expect(answer.choices[0]?.message.content).toBeTruthy();
+    expect(engine.received).toHaveLength(1);
+    expect(await client.models.retrieve('gpt-4o-mini')).toMatchObject({ id: 'gpt-4o-mini', object: 'model' });
+    expect((await client.models.list()).data.map((m) => m.id)).toEqual(['qwen2.5:0.5b', 'gpt-4o-mini']);
+    const e = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }).catch((err: unknown) => err);
+    expect((e as InstanceType<typeof OpenAI.NotFoundError>).code).toBe('model_not_found');
+  });
 });
 
 describe('sampling fields', () => {
