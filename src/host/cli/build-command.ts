@@ -31,7 +31,7 @@ export function buildCommand(): Command {
   addConfigOptions(command);
   command.addHelpText(
     'after',
-    '\nEnvironment:\n  PI_IMAGE_CACHE     cache folder for stage outputs (default ~/.cache/pi-image)\n  SOURCE_DATE_EPOCH  timestamp for every file in the image (default: derived from the base rootfs)\n',
+    '\nEnvironment:\n  PI_IMAGE_CACHE     cache folder for stage outputs (default ~/.cache/pi-image)\n  SOURCE_DATE_EPOCH  newest file time in the image (default: the Debian archive\'s Release date; from an\n                     imported image, its newest file): the same inputs give the same image anywhere\n',
   );
   command.action((options: Record<string, unknown>) =>
     runCancellable(options, async ({ reporter, signal }) => {

@@ -78,7 +78,9 @@ export async function build(opts: { config: Config; reporter: Reporter; signal?:
   );
   // The final plan. On an existing image it keeps the image's disk id, boot partition and boot files.
   const plan = baseMeta.imported ? makePlan(planned.inputs, baseMeta.imported) : planned.plan;
-  const sourceDateEpoch = plan.sourceDateEpoch.value ?? baseMeta.newestMtime;
+  // Derived from the inputs, never from when or where the base was built: the archive's
+  // Release date (an imported image: its newest file). Files newer than it are clamped to it.
+  const sourceDateEpoch = plan.sourceDateEpoch.value ?? baseMeta.releaseDate ?? baseMeta.newestMtime;
 
   const layersMeta = await stage<LayersMeta>('layers', `layers: ${plan.layers.map((l) => l.name).join(', ')}`, plan.cacheKeys.layers, () =>
     cachedJson('layers', plan.cacheKeys.layers, (dir) =>

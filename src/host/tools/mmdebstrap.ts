@@ -18,7 +18,7 @@ const PHASES: [RegExp, string][] = [
 ];
 
 /** The mmdebstrap command line for a plan's base rootfs. Pure: unit-tested. Throws on a unit name that is not one. */
-export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root: boolean; keyringDir?: string }): string[] {
+export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root: boolean; keyringDir?: string; releaseDatesFile?: string }): string[] {
   const args = [
     `--mode=${opts.root ? 'root' : 'unshare'}`,
     `--arch=${base.arch}`,
@@ -44,6 +44,9 @@ export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root:
   }
   // The hook runs in a shell as root: a checked unit name, quoted, after `--`.
   for (const unit of base.enableUnits) args.push(`--customize-hook=chroot "$1" systemctl enable -- ${shellQuote(checkUnitName(unit, 'base_enable'))}`);
+  // The archive's own dates (its Release files), before the lists go: the default
+  // SOURCE_DATE_EPOCH, the same on every machine that builds from the same archive state.
+  if (opts.releaseDatesFile) args.push(`--customize-hook=cat "$1"/var/lib/apt/lists/*Release 2>/dev/null | sed -n 's/^Date: //p' > ${shellQuote(opts.releaseDatesFile)}; true`);
   // Apt's downloaded lists and archives are not part of an image.
   args.push('--skip=cleanup/apt/lists', '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin');
   args.push(base.suite, output);
@@ -57,9 +60,9 @@ export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root:
 export async function runMmdebstrap(
   base: Plan['base'],
   output: string,
-  opts: { root: boolean; reporter: Reporter; signal?: AbortSignal; keyringDir?: string },
+  opts: { root: boolean; reporter: Reporter; signal?: AbortSignal; keyringDir?: string; releaseDatesFile?: string },
 ): Promise<void> {
-  const args = mmdebstrapArgs(base, output, { root: opts.root, keyringDir: opts.keyringDir });
+  const args = mmdebstrapArgs(base, output, { root: opts.root, keyringDir: opts.keyringDir, releaseDatesFile: opts.releaseDatesFile });
   let phase = 0;
   const tail: string[] = [];
   try {
@@ -102,4 +105,14 @@ function explainMmdebstrapFailure(error: unknown, lines: string[], base: Plan['b
     Object.assign(stageError, { hint: 'check packages: in pi-image.yaml, the board profile and its layers' });
   }
   return error;
+}
+
+/** The newest `Date:` of an archive's Release files (one date per line, RFC 2822), in seconds; undefined when there is none. */
+export function newestReleaseDate(dates: string): number | undefined {
+  const seconds = dates
+    .split('\n')
+    .map((line) => Date.parse(line.trim()))
+    .filter((ms) => Number.isFinite(ms))
+    .map((ms) => Math.floor(ms / 1000));
+  return seconds.length ? Math.max(...seconds) : undefined;
 }

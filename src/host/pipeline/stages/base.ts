@@ -1,8 +1,8 @@
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HostToolMissingError } from '../../errors.js';
 import type { Reporter } from '../../progress.js';
-import { runMmdebstrap } from '../../tools/mmdebstrap.js';
+import { newestReleaseDate, runMmdebstrap } from '../../tools/mmdebstrap.js';
 import type { ImportedBase, Plan } from '../../plan/plan.js';
 import { drain, readAll, readTar } from '../rootfs-tar.js';
 
@@ -16,6 +16,8 @@ export interface InstalledPackage {
 
 export interface BaseMeta extends RootfsDescription {
   mmdebstrapSeconds: number;
+  /** The newest Release date of the Debian archive the base came from (absent in bases cached before it was recorded). */
+  releaseDate?: number;
   /** Set when the base is an existing disk image. */
   imported?: ImportedBase;
 }
@@ -53,10 +55,13 @@ export async function runBaseStage(opts: {
   const tarPath = join(opts.outDir, 'rootfs.tar');
   const started = Date.now();
   const keyringDir = opts.plan.base.keyrings.length ? await stageKeyrings(opts.plan.base.keyrings, join(opts.outDir, 'keyrings')) : undefined;
-  await runMmdebstrap(opts.plan.base, tarPath, { root: opts.root, reporter: opts.reporter, signal: opts.signal, keyringDir });
+  const releaseDatesFile = join(opts.outDir, 'release-dates');
+  await runMmdebstrap(opts.plan.base, tarPath, { root: opts.root, reporter: opts.reporter, signal: opts.signal, keyringDir, releaseDatesFile });
   if (keyringDir) await rm(keyringDir, { recursive: true, force: true });
   const mmdebstrapSeconds = (Date.now() - started) / 1000;
-  const meta: BaseMeta = { ...(await describeRootfs(tarPath, opts.reporter)), mmdebstrapSeconds };
+  const releaseDate = newestReleaseDate(await readFile(releaseDatesFile, 'utf8').catch(() => ''));
+  await rm(releaseDatesFile, { force: true });
+  const meta: BaseMeta = { ...(await describeRootfs(tarPath, opts.reporter)), mmdebstrapSeconds, releaseDate };
   await writeFile(join(opts.outDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
   return meta;
 }

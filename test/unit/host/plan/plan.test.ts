@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { planBuild } from '../../../../src/host/plan/plan-build.js';
 import { makePlan } from '../../../../src/host/plan/plan.js';
 import { resolveConfig } from '../../../../src/host/config/config.js';
-import { mmdebstrapArgs } from '../../../../src/host/tools/mmdebstrap.js';
+import { mmdebstrapArgs, newestReleaseDate } from '../../../../src/host/tools/mmdebstrap.js';
 import { REPO } from '../../../helpers/cli.js';
 
 const FIXTURE_LAYER = join(REPO, 'test/fixtures/layers/serial-console');
@@ -101,6 +101,20 @@ describe('plan', () => {
     expect(args).toContain('--customize-hook=chroot "$1" systemctl enable -- systemd-networkd.service');
     expect(args.slice(-3)).toEqual(['forky', '/tmp/x.tar', 'deb http://m.example/debian forky main']);
     expect(mmdebstrapArgs(plan.base, '/tmp/x.tar', { root: false })).toContain('--mode=unshare');
+  });
+
+  it("takes the default SOURCE_DATE_EPOCH from the archive's Release dates, before apt's lists are removed", async () => {
+    const { plan } = await planBuild(resolveConfig({}, {}), { env: {} });
+    const args = mmdebstrapArgs(plan.base, '/tmp/x.tar', { root: true, releaseDatesFile: '/cache/base/release-dates' });
+    const dates = args.findIndex((a) => a.includes("sed -n 's/^Date: //p' > /cache/base/release-dates"));
+    const cleanup = args.findIndex((a) => a.includes('rm -rf "$1"/var/lib/apt/lists/*'));
+    expect(dates).toBeGreaterThan(0);
+    expect(dates).toBeLessThan(cleanup);
+    // Two Release files (a suite and an extra source): the newest date wins; noise is ignored.
+    expect(newestReleaseDate('Sat, 21 Nov 2026 20:12:04 UTC\nSun, 22 Nov 2026 08:10:11 UTC\n\n')).toBe(Date.UTC(2026, 10, 22, 8, 10, 11) / 1000);
+    expect(newestReleaseDate('Mon, 02 Mar 2026 14:00:00 +0100\n')).toBe(Date.UTC(2026, 2, 2, 13, 0, 0) / 1000);
+    expect(newestReleaseDate('')).toBeUndefined();
+    expect(newestReleaseDate('not a date\n')).toBeUndefined();
   });
 
   it('puts no unit name into the hook shell that is not one (base_enable from a layer)', async () => {
