@@ -31,6 +31,11 @@ export async function runCli(args: string[], opts: { env?: Record<string, string
   return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr), events };
 }
 
+/** Fails with the build's output when it did not succeed. */
+export function expectOk(run: CliRun): void {
+  if (run.exitCode !== 0) throw new Error(`build failed (${run.exitCode}):\n${run.stderr}\n${run.stdout.slice(-4000)}`);
+}
+
 /** Stage name → whether it came from the cache, from a --json run. */
 export function stageCaching(run: CliRun): Record<string, boolean> {
   return Object.fromEntries(run.events.filter((e) => e.type === 'stage-end').map((e) => [e.stage as string, e.cached as boolean]));

@@ -133,7 +133,7 @@ describe('pi-image commands', () => {
     writeFileSync(join(work, 'missing-base.yaml'), `board: pi5\nbase:\n  image: ./nowhere.img.xz\n  sha256: "${'a'.repeat(64)}"\n`);
     const cases: [string[], RegExp][] = [
       [['--config', join(work, 'missing-base.yaml')], /base.image: .*nowhere.img.xz does not exist/],
-      [['--board', 'pi5', '--engine', 'dllama', '--cluster-size', '2'], /engine.dllama_dir must name a folder/],
+      [['--board', 'pi5', '--engine', 'dllama', '--cluster-size', '2'], /give engine.source \(its source tarball, compiled during the build\) or engine.dllama_dir/],
       [['--board', 'qemu', '--model', join(work, 'fake.gguf')], /fake.gguf: it is not a GGUF file/],
     ];
     for (const [args, message] of cases) {

@@ -8,17 +8,13 @@ import type { Manifest } from '../../src/host/pipeline/stages/artifacts.js';
 import type { QemuVm } from '../../src/host/emulate/qemu-vm.js';
 import { bootImage } from '../helpers/boot.js';
 import { parseBootconf, parseSections, readEepromFile } from '../../src/host/firmware/eeprom.js';
-import { QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE, type CliRun } from '../helpers/cli.js';
+import { expectOk, QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE } from '../helpers/cli.js';
 import { synthesizeEeprom } from '../helpers/eeprom-image.js';
 import { sha256OfFile } from '../../src/host/tools/download.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-base-'));
 const env = { PI_IMAGE_CACHE: TEST_CACHE };
 const fixtureLayer = join(REPO, 'test/fixtures/layers/serial-console');
-
-function expectOk(run: CliRun): void {
-  if (run.exitCode !== 0) throw new Error(`build failed (${run.exitCode}):\n${run.stderr}\n${run.stdout.slice(-4000)}`);
-}
 
 async function sfdisk(image: string) {
   return (JSON.parse((await execa('sfdisk', ['--json', image])).stdout) as { partitiontable: { id: string; partitions: { start: number; size: number; type: string }[] } }).partitiontable;

@@ -7,7 +7,7 @@ import type { Manifest } from '../../src/host/pipeline/stages/artifacts.js';
 import type { QemuVm } from '../../src/host/emulate/qemu-vm.js';
 import { sha256OfFile } from '../../src/host/tools/download.js';
 import { bootImage } from '../helpers/boot.js';
-import { QEMU_TEST_FLAGS, REPO, runCli, stageCaching, TEST_CACHE, type CliRun } from '../helpers/cli.js';
+import { expectOk, QEMU_TEST_FLAGS, REPO, runCli, stageCaching, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-it-'));
 const layerDir = join(work, 'serial-console');
@@ -16,10 +16,6 @@ const env = { PI_IMAGE_CACHE: TEST_CACHE };
 const common = ['--board', 'qemu', ...QEMU_TEST_FLAGS, '--hostname', 'pi-test', '--layer', layerDir, '--json'];
 
 const manifestOf = (out: string) => JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as Manifest;
-
-function expectOk(run: CliRun): void {
-  if (run.exitCode !== 0) throw new Error(`build failed (${run.exitCode}):\n${run.stderr}\n${run.stdout.slice(-4000)}`);
-}
 
 /** Boots an image on a copy grown by 1 GiB, with a NIC. */
 const bootCopy = (image: string, name: string) => bootImage(image, { name, workDir: work, copyTo: join(work, `${name}.img`), nic: true });

@@ -10,6 +10,8 @@ export interface BoardProfile {
   name: string;
   description: string;
   arch: 'arm64';
+  /** GCC's -mcpu= for engines compiled from source. */
+  cpu: string;
   suite: string;
   variant: string;
   components: string[];

@@ -44,7 +44,7 @@ export interface Config {
   };
   cluster: { name: string; size: number; secret_file?: string; api_port: number; api_token_file?: string; failover_grace: number; api_cors_origins: string[] };
   network: { addresses: 'dhcp' | 'static'; first_address?: string; gateway?: string; dns: string[]; interface: string };
-  engine: { name?: 'llama.cpp' | 'dllama'; dllama_dir?: string; context_length: number };
+  engine: { name?: 'llama.cpp' | 'dllama'; dllama_dir?: string; source?: string; sha256?: string; version?: string; context_length: number };
   model?: { path: string; tokenizer?: string; name?: string; aliases: string[] };
   user: { name: string; ssh_keys: string[] };
   ota: { trusted_keys: string[] };
@@ -178,6 +178,7 @@ function absolutePaths(config: Config, dir: string, outDir: string): void {
   if (config.cluster.secret_file) config.cluster.secret_file = at(config.cluster.secret_file);
   if (config.cluster.api_token_file) config.cluster.api_token_file = at(config.cluster.api_token_file);
   if (config.engine.dllama_dir) config.engine.dllama_dir = at(config.engine.dllama_dir);
+  if (config.engine.source && !isUrl(config.engine.source)) config.engine.source = at(config.engine.source);
   if (config.model) {
     config.model.path = at(config.model.path);
     if (config.model.tokenizer) config.model.tokenizer = at(config.model.tokenizer);

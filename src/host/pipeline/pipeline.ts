@@ -14,6 +14,7 @@ import { runArtifactsStage, type Manifest } from './stages/artifacts.js';
 import { runBaseStage, type BaseMeta } from './stages/base.js';
 import { runImageBaseStage } from './stages/base-image.js';
 import { runDiskStage } from './stages/disk.js';
+import { runEngineBuildStage, type EngineBuildMeta } from './stages/engine-build.js';
 import { runLayersStage, type LayersMeta } from './stages/layers.js';
 
 export interface StageTiming {
@@ -82,6 +83,16 @@ export async function build(opts: { config: Config; reporter: Reporter; signal?:
   // Release date (an imported image: its newest file). Files newer than it are clamped to it.
   const sourceDateEpoch = plan.sourceDateEpoch.value ?? baseMeta.releaseDate ?? baseMeta.newestMtime;
 
+  // An engine built from source: compiled once per source hash and flags, then reused.
+  const engineBuild = plan.node.engineBuild;
+  const engineKey = plan.cacheKeys.engine;
+  const engineMeta =
+    engineBuild && engineKey
+      ? await stage<EngineBuildMeta>('engine', `engine: ${engineBuild.engine} ${engineBuild.version} from source (${engineBuild.cxx} ${engineBuild.cxxflags})`, engineKey, () =>
+          cachedJson('engine', engineKey, (dir) => runEngineBuildStage({ build: engineBuild, outDir: dir, cacheDir: cache.root, reporter, signal })),
+        )
+      : undefined;
+
   const layersMeta = await stage<LayersMeta>('layers', `layers: ${plan.layers.map((l) => l.name).join(', ')}`, plan.cacheKeys.layers, () =>
     cachedJson('layers', plan.cacheKeys.layers, (dir) =>
       runLayersStage({
@@ -92,6 +103,7 @@ export async function build(opts: { config: Config; reporter: Reporter; signal?:
         sourceDateEpoch,
         outDir: dir,
         reporter,
+        engineBinaries: engineMeta && engineKey ? { dir: join(cache.entry('engine', engineKey), 'bin'), files: engineMeta.files } : undefined,
       }),
     ),
   );
@@ -106,13 +118,14 @@ export async function build(opts: { config: Config; reporter: Reporter; signal?:
       cached: false,
     }));
     const { manifest, zstdSeconds } = await stage('artifacts', 'artifacts: .img.zst, .bmap, SHA256SUMS, manifest.json', undefined, async () => ({
-      value: await runArtifactsStage({ plan, config, base: baseMeta, layers: layersMeta, disk, workDir, reporter, signal }),
+      value: await runArtifactsStage({ plan, config, base: baseMeta, layers: layersMeta, engine: engineMeta, disk, workDir, reporter, signal }),
       cached: false,
     }));
     if (signal?.aborted) throw signal.reason;
     await publish(workDir, outDir, plan);
     await cache.prune('layers', 3);
     await cache.prune('base', 3);
+    await cache.prune('engine', 3);
     const baseCached = stages.find((s) => s.stage === 'base')?.cached ?? true;
     return { plan, manifest, stages, outDir, toolSeconds: { mmdebstrap: baseCached ? 0 : baseMeta.mmdebstrapSeconds, zstd: zstdSeconds } };
   } finally {

@@ -31,6 +31,51 @@ export interface NodePlan {
   authorizedKeys: string;
   /** Files put on the boot partition (pi-image/) and moved off it at first boot. Only paths here: never the content. */
   secrets: { name: 'cluster.secret' | 'api.token'; source: string | null }[];
+  /** The engine compiled from its source tarball by the engine stage, when the config gives one. */
+  engineBuild?: EngineBuild;
+}
+
+/** How the engine stage compiles dllama: everything its cache key depends on. */
+export interface EngineBuild {
+  engine: 'dllama';
+  version: string;
+  /** A path on this machine or an https:// URL. */
+  source: string;
+  sha256: string;
+  /** The cross compiler on an x86 host, the native one on an arm64 host. */
+  cxx: string;
+  cxxflags: string;
+  libs: string;
+  targets: string[];
+}
+
+/** dllama's version from its release tarball's name: distributed-llama-0.16.4.tar.gz, v0.16.4.tar.gz. */
+export function versionFromSourceName(source: string): string | undefined {
+  return /(?:^|[-_v])(\d+\.\d+\.\d+)\.(?:tar\.gz|tgz|tar\.xz|tar)$/.exec(basename(source))?.[1];
+}
+
+async function planEngineBuild(config: Config, board: BoardProfile): Promise<EngineBuild> {
+  const source = config.engine.source as string;
+  if (config.engine.dllama_dir) throw new ConfigError('engine.source and engine.dllama_dir are both set', 'give the source tarball to compile, or the folder of prebuilt binaries, not both');
+  if (!config.engine.sha256) throw new ConfigError('engine.source needs engine.sha256', `pin the tarball: sha256sum ${basename(source)}`);
+  const version = config.engine.version ?? versionFromSourceName(source);
+  if (!version) throw new ConfigError(`engine.version: cannot tell the dllama version from the name ${basename(source)}`, `set engine.version (${ENGINES.dllama.knownVersions.join(', ')})`);
+  if (!/^https?:\/\//.test(source)) {
+    const st = await stat(source).catch(() => undefined);
+    if (!st?.isFile()) throw new ConfigError(`engine.source: ${source} does not exist or is not a file`, 'give the path of the downloaded source tarball (relative paths are relative to the config file), or its https:// URL');
+  }
+  return {
+    engine: 'dllama',
+    version,
+    source,
+    sha256: config.engine.sha256,
+    cxx: process.arch === 'arm64' ? 'g++' : 'aarch64-linux-gnu-g++',
+    // dllama's Makefile adds -march=native: the build machine's CPU, not the board's. These replace its flags.
+    cxxflags: `-std=c++11 -O3 -mcpu=${board.cpu}`,
+    // Static: the binaries run on whatever C++ runtime the image has.
+    libs: '-lpthread -static',
+    targets: ['dllama', 'dllama-api'],
+  };
 }
 
 const safeName = (name: string) => name.replace(/[^A-Za-z0-9._-]/g, '_');
@@ -83,10 +128,22 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
       model.tokenizer = `/${tokenizer.target}`;
     }
   }
-  if (config.engine.dllama_dir && engine !== 'dllama') throw new ConfigError(`engine.dllama_dir is set but the engine is ${engine}`, 'add engine: { name: dllama } or drop dllama_dir');
+  for (const key of ['dllama_dir', 'source', 'version'] as const) {
+    if (config.engine[key] && engine !== 'dllama') throw new ConfigError(`engine.${key} is set but the engine is ${engine}`, `add engine: { name: dllama } or drop ${key}`);
+  }
+  if (config.engine.version && !ENGINES.dllama.knownVersions.includes(config.engine.version)) {
+    throw new ConfigError(`engine.version: dllama ${config.engine.version} is not a version pi-image knows the flags of`, `known: ${ENGINES.dllama.knownVersions.join(', ')}`);
+  }
+  const engineBuild = engine === 'dllama' && config.engine.source ? await planEngineBuild(config, board) : undefined;
+  if (engineBuild && !ENGINES.dllama.knownVersions.includes(engineBuild.version)) {
+    throw new ConfigError(`engine.source: dllama ${engineBuild.version} is not a version pi-image knows the flags of`, `known: ${ENGINES.dllama.knownVersions.join(', ')}`);
+  }
   // Chosen (or given a model to serve), dllama without its binaries would build an image that cannot serve.
-  if (engine === 'dllama' && !config.engine.dllama_dir && (config.engine.name === 'dllama' || config.model)) {
-    throw new ConfigError('engine dllama: its binaries are not in Debian; engine.dllama_dir must name a folder with prebuilt arm64 dllama and dllama-api', 'set engine.dllama_dir (--dllama-dir), or use engine: { name: llama.cpp }');
+  if (engine === 'dllama' && !config.engine.dllama_dir && !engineBuild && (config.engine.name === 'dllama' || config.model)) {
+    throw new ConfigError(
+      'engine dllama: its binaries are not in Debian; give engine.source (its source tarball, compiled during the build) or engine.dllama_dir (a folder with prebuilt arm64 dllama and dllama-api)',
+      'set engine.source and engine.sha256 (--engine-source, --engine-sha256) or engine.dllama_dir (--dllama-dir), or use engine: { name: llama.cpp }',
+    );
   }
   if (engine === 'dllama' && config.engine.dllama_dir) {
     for (const binary of ['dllama', 'dllama-api']) {
@@ -132,19 +189,20 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     secrets.push({ name: 'api.token', source: config.cluster.api_token_file });
   }
   return {
-    settings: nodeSettings(config, board, model),
+    settings: nodeSettings(config, board, model, engineBuild?.version ?? config.engine.version),
     files,
     authorizedKeys: keys.length ? `${keys.join('\n')}\n` : '',
     secrets,
+    ...(engineBuild ? { engineBuild } : {}),
   };
 }
 
 /** What /etc/pi-image/node.json says, from the config and the board. */
-function nodeSettings(config: Config, board: BoardProfile, model: NodeSettings['model']): NodeSettings {
+function nodeSettings(config: Config, board: BoardProfile, model: NodeSettings['model'], version: string | undefined): NodeSettings {
   return {
     cluster: { name: config.cluster.name, size: config.cluster.size, apiPort: config.cluster.api_port, discoveryPort: DISCOVERY_PORT, failoverGraceSeconds: config.cluster.failover_grace, corsOrigins: config.cluster.api_cors_origins },
     role: config.role,
-    engine: { name: config.engine.name ?? board.engine, binDir: ENGINE_BIN_DIR, contextLength: config.engine.context_length },
+    engine: { name: config.engine.name ?? board.engine, binDir: ENGINE_BIN_DIR, contextLength: config.engine.context_length, ...(version ? { version } : {}) },
     model,
     user: { name: config.user.name },
   };

@@ -17,7 +17,7 @@ import type { EngineName } from '../../shared/engines/adapter.js';
  * Bump when what a stage produces changes for the same inputs (e.g. a new mke2fs option),
  * so old cache entries are not reused.
  */
-const STAGE_RECIPES = { base: 1, layers: 1 };
+const STAGE_RECIPES = { base: 1, layers: 1, engine: 1 };
 
 /** Everything a plan is made from: the config, and what planBuild read from the catalog and the files the config names. */
 export interface PlanInputs {
@@ -106,7 +106,8 @@ export interface Plan {
   readonly sourceDateEpoch: Readonly<{ value: number | null; from: 'config' | 'environment' | 'base rootfs' }>;
   readonly compressionLevel: number;
   readonly outputs: Readonly<{ dir: string; img: string; zst: string; bmap: string; sums: string; manifest: string }>;
-  readonly cacheKeys: Readonly<{ base: string; layers: string }>;
+  /** engine: the compiled engine's entry, when the engine is built from source. */
+  readonly cacheKeys: Readonly<{ base: string; layers: string; engine?: string }>;
   /** What would leave a user stuck later, though the image builds: shown by --print-plan and the build. */
   readonly warnings: readonly string[];
 }
@@ -194,12 +195,16 @@ function planSystem(config: Config): Plan['system'] {
   return { timezone: config.timezone, locale: config.locale };
 }
 
-function planEngine({ config, board, layers }: PlanInputs): Plan['engine'] {
+function planEngine(inputs: PlanInputs): Plan['engine'] {
+  const { config, board, layers } = inputs;
   const name = config.engine.name ?? board.engine;
   const layer = layers.find((l) => l.name === ENGINE_LAYERS[name]);
+  const build = inputs.node.engineBuild;
   const runtime = layer
     ? `Debian packages ${layer.packages.join(', ')} (layer ${layer.name})`
-    : config.engine.dllama_dir
+    : build
+      ? `${build.engine} ${build.version} compiled from ${build.source} (${build.cxx} ${build.cxxflags})`
+      : config.engine.dllama_dir
       ? `prebuilt binaries from ${config.engine.dllama_dir}`
       : 'none in the image';
   return { name, from: config.engine.name ? 'the config' : `the ${board.name} board's default`, runtime };
@@ -274,6 +279,8 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
 
   // The image is identified by its content: the same file under another path or URL is the same base.
   const baseKey = contentHash({ recipe: STAGE_RECIPES.base, base: { ...base, image: base.image?.sha256, keyrings: base.keyrings.map((k) => k.sha256) } });
+  // The tarball is identified by its hash, wherever it lies.
+  const engineKey = node.engineBuild ? contentHash({ recipe: STAGE_RECIPES.engine, build: { ...node.engineBuild, source: undefined } }) : undefined;
   const layersKey = contentHash({
     recipe: STAGE_RECIPES.layers,
     base: baseKey,
@@ -285,6 +292,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
     system: planSystem(config),
     node: { settings: node.settings, files: node.files.map(({ source: _source, ...f }) => f), authorizedKeys: node.authorizedKeys },
     sde: sourceDateEpoch.value,
+    ...(engineKey ? { engine: engineKey } : {}),
   });
 
   const plan: Plan = {
@@ -311,7 +319,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
       sums: 'SHA256SUMS',
       manifest: 'manifest.json',
     },
-    cacheKeys: { base: baseKey, layers: layersKey },
+    cacheKeys: { base: baseKey, layers: layersKey, ...(engineKey ? { engine: engineKey } : {}) },
     warnings: planWarnings(inputs),
   };
   // A copy: the plan shares nothing with its inputs, so freezing it leaves them alone.

@@ -23,13 +23,16 @@ export async function sha256OfFile(path: string, onProgress?: (fraction: number)
  * A pinned input file: a local path, or a URL downloaded once into the cache under its
  * sha256. Either way the hash is checked; a mismatch is an error, never a warning.
  */
-export async function pinnedFile(source: string, sha256: string, opts: { cacheDir: string; stage: string; reporter: Reporter; signal?: AbortSignal }): Promise<string> {
+export async function pinnedFile(source: string, sha256: string, opts: { cacheDir: string; stage: string; reporter: Reporter; signal?: AbortSignal; what?: string }): Promise<string> {
+  // The config key the file came from, in every message: base.image, engine.source.
+  const what = opts.what ?? 'base.image';
+  const pin = what.replace(/\.\w+$/, '.sha256');
   const progress = (detail: string) => (fraction: number) => opts.reporter.emit({ type: 'stage-progress', stage: opts.stage, fraction, detail });
   if (!/^https?:\/\//.test(source)) {
     const st = await stat(source).catch(() => undefined);
-    if (!st?.isFile()) throw new PiImageError(`base.image: ${source} does not exist or is not a file`);
+    if (!st?.isFile()) throw new PiImageError(`${what}: ${source} does not exist or is not a file`);
     const actual = await sha256OfFile(source, progress(`verifying ${source}`));
-    if (actual !== sha256) throw new PiImageError(`base.image: ${source} has sha256 ${actual}, not the ${sha256} the config pins`, 'check base.sha256 against the file you meant (sha256sum)');
+    if (actual !== sha256) throw new PiImageError(`${what}: ${source} has sha256 ${actual}, not the ${sha256} the config pins`, `check ${pin} against the file you meant (sha256sum)`);
     return source;
   }
   const dir = join(opts.cacheDir, 'downloads');
@@ -39,7 +42,7 @@ export async function pinnedFile(source: string, sha256: string, opts: { cacheDi
   const partial = `${cached}.partial-${process.pid}`;
   try {
     const response = await fetch(source, { signal: opts.signal });
-    if (!response.ok || !response.body) throw new PiImageError(`base.image: downloading ${source} failed: HTTP ${response.status}`);
+    if (!response.ok || !response.body) throw new PiImageError(`${what}: downloading ${source} failed: HTTP ${response.status}`);
     const total = Number(response.headers.get('content-length')) || 0;
     const hash = createHash('sha256');
     let read = 0;
@@ -51,12 +54,12 @@ export async function pinnedFile(source: string, sha256: string, opts: { cacheDi
     });
     await pipeline(body, createWriteStream(partial));
     const actual = hash.digest('hex');
-    if (actual !== sha256) throw new PiImageError(`base.image: the download of ${source} has sha256 ${actual}, not the ${sha256} the config pins`, 'the file changed or the pin is wrong; nothing was cached');
+    if (actual !== sha256) throw new PiImageError(`${what}: the download of ${source} has sha256 ${actual}, not the ${sha256} the config pins`, 'the file changed or the pin is wrong; nothing was cached');
     await rename(partial, cached);
     return cached;
   } catch (e) {
     await rm(partial, { force: true });
     if (e instanceof PiImageError) throw e;
-    throw new PiImageError(`base.image: cannot download ${source}: ${(e as Error).message}`, 'check the URL and the network, or download it yourself and give its path');
+    throw new PiImageError(`${what}: cannot download ${source}: ${(e as Error).message}`, 'check the URL and the network, or download it yourself and give its path');
   }
 }

@@ -28,6 +28,8 @@ export const HOST_TOOLS: HostTool[] = [
   { name: 'zstd', commands: ['zstd'], purpose: 'compressed image (.img.zst)', neededFor: 'build', fix: apt('zstd') },
   { name: 'bmap-tools', commands: ['bmaptool'], purpose: 'block map (.bmap) for fast flashing', neededFor: 'build', fix: apt('bmap-tools') },
   { name: 'qemu-system-arm', commands: ['qemu-system-aarch64'], purpose: 'boot images in emulation (tests, emulate)', neededFor: 'test', fix: apt('qemu-system-arm') },
+  // Native g++ on an arm64 host; the build stage names whichever is missing when it needs it.
+  ...(arch() === 'arm64' ? [] : [{ name: 'g++-aarch64-linux-gnu', commands: ['aarch64-linux-gnu-g++', 'make'], purpose: 'compile dllama for the board from engine.source (builds that use it, tests)', neededFor: 'test' as const, fix: apt('g++-aarch64-linux-gnu make') }]),
   { name: 'device-tree-compiler', commands: ['fdtput'], purpose: "give each emulated board a serial number in QEMU's device tree", neededFor: 'test', fix: apt('device-tree-compiler') },
 ];
 

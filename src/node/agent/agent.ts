@@ -173,7 +173,7 @@ export class Agent {
         const lan = lanAddresses();
         const bindAddress = (rootAddress && lan.find((a) => sameSubnet(a.address, rootAddress, a.netmask))?.address) ?? this.state.addresses[0];
         if (!bindAddress) throw new Error('no LAN address yet to bind the engine worker to');
-        const line = this.adapter.worker({ bindAddress, port: this.adapter.workerPort, threads: this.threads });
+        const line = this.adapter.worker({ bindAddress, port: this.adapter.workerPort, threads: this.threads, version: this.settings.engine.version });
         return this.engine.start(action.generation, line, 'worker', () => isListening(this.adapter.workerPort), 120_000, action.adopt);
       }
       case 'start-root': {
@@ -185,6 +185,7 @@ export class Agent {
           apiPort: ENGINE_PRIVATE_PORT,
           threads: this.threads,
           contextLength: this.settings.engine.contextLength,
+          version: this.settings.engine.version,
           workers: action.workers.map((w) => ({ address: w.addresses[0] as string, port: this.adapter.workerPort })),
         });
         return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000, action.adopt);

@@ -18,12 +18,15 @@ export interface RootLaunch {
   threads: number;
   contextLength: number;
   workers: Peer[];
+  /** The engine's version (engine.version in node.json), when the image knows it: flags differ between versions. */
+  version?: string;
 }
 
 export interface WorkerLaunch {
   bindAddress: string;
   port: number;
   threads: number;
+  version?: string;
 }
 
 export interface LaunchLine {
@@ -47,6 +50,8 @@ export interface EngineAdapter {
   worker(launch: WorkerLaunch): LaunchLine;
   /** Where the root answers once the model is loaded. */
   readinessPath: string;
+  /** Versions whose launch lines the adapter knows, newest last; empty: any (the distribution's package). */
+  knownVersions: readonly string[];
 }
 
 // Kept here for the modules that still import it from the adapter.

@@ -6,6 +6,7 @@ export const llamaCpp: EngineAdapter = {
   workerPort: 50052,
   firewallPorts: [50052],
   readinessPath: '/health',
+  knownVersions: [],
   usableNodes: (available) => available,
   checkCluster: (nodes) => (nodes < 1 ? ['a cluster needs at least one node'] : []),
   root: (l) => ({

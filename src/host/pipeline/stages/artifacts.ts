@@ -10,6 +10,7 @@ import type { Plan } from '../../plan/plan.js';
 import type { BaseMeta } from './base.js';
 import type { DiskResult } from './disk.js';
 import type { LayersMeta } from './layers.js';
+import type { EngineBuildMeta } from './engine-build.js';
 
 export interface Manifest {
   tool: Plan['tool'];
@@ -20,6 +21,8 @@ export interface Manifest {
   arch: string;
   source_date_epoch: number;
   packages: BaseMeta['packages'];
+  /** The engine compiled from source: version, compiler, flags and the binaries' hashes. */
+  engine_build?: EngineBuildMeta;
   layers: { name: string; description: string; files: { path: string; sha256: string; mode: string; uid: number; gid: number }[] }[];
   config: unknown;
   inputs: { cache_keys: Plan['cacheKeys'] };
@@ -38,6 +41,7 @@ export async function runArtifactsStage(opts: {
   config: Config;
   base: BaseMeta;
   layers: LayersMeta;
+  engine?: EngineBuildMeta;
   disk: DiskResult;
   workDir: string;
   reporter: Reporter;
@@ -71,6 +75,7 @@ export async function runArtifactsStage(opts: {
     arch: plan.base.arch,
     source_date_epoch: opts.layers.sourceDateEpoch,
     packages: opts.base.packages,
+    ...(opts.engine ? { engine_build: opts.engine } : {}),
     layers: plan.layers.map((l) => ({ name: l.name, description: l.description, files: l.files.map(({ template: _t, ...f }) => f) })),
     config: redactConfig(opts.config),
     inputs: { cache_keys: plan.cacheKeys },

@@ -10,7 +10,7 @@ import { renderTemplate, type Plan } from '../../plan/plan.js';
 import type { Layer } from '../../catalog/layers.js';
 import { drain, keptPax, packEntry, readAll, readTar, type TarHeader } from '../rootfs-tar.js';
 import { renderTuning } from '../../tuning/render.js';
-import { AUTHORIZED_KEYS_PATH, inRootfs, NODE_SETTINGS_PATH } from '../../../shared/node-paths.js';
+import { AUTHORIZED_KEYS_PATH, ENGINE_BIN_DIR, inRootfs, NODE_SETTINGS_PATH } from '../../../shared/node-paths.js';
 import { EEPROM_FIRMWARE_GLOB } from '../../firmware/bootloader-plan.js';
 import { eepromSignature, readEepromFile, replaceEepromFile, setBootconfKeys } from '../../firmware/eeprom.js';
 
@@ -116,6 +116,8 @@ export async function runLayersStage(opts: {
   sourceDateEpoch: number;
   outDir: string;
   reporter: Reporter;
+  /** The engine stage's binaries (engine compiled from source): installed where the engine unit runs them. */
+  engineBinaries?: { dir: string; files: readonly { name: string; size: number }[] };
 }): Promise<LayersMeta> {
   const { plan, outDir, reporter, sourceDateEpoch } = opts;
   const mtime = new Date(sourceDateEpoch * 1000);
@@ -127,7 +129,11 @@ export async function runLayersStage(opts: {
       : { name: g.path, type: 'file', mode: g.mode ?? 0o644, uid: 0, gid: 0, mtime, size: Buffer.byteLength(g.content ?? '') };
     overlay.set(g.path, { header, content: g.symlinkTo ? undefined : Buffer.from(g.content ?? '') });
   }
-  for (const [path, entry] of [...nodeEntries(plan, mtime), ...systemEntries(plan, mtime)]) {
+  const engineEntries = (opts.engineBinaries?.files ?? []).map(({ name, size }): [string, OverlayEntry] => {
+    const target = `${inRootfs(ENGINE_BIN_DIR)}/${name}`;
+    return [target, { header: { name: target, type: 'file', mode: 0o755, uid: 0, gid: 0, mtime, size }, source: join(opts.engineBinaries?.dir as string, name) }];
+  });
+  for (const [path, entry] of [...nodeEntries(plan, mtime), ...systemEntries(plan, mtime), ...engineEntries]) {
     if (overlay.has(path)) throw new ProfileError(`${path} is both written from pi-image.yaml and shipped by a layer's overlay`);
     overlay.set(path, entry);
   }

@@ -3,7 +3,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { planNode } from '../../../../src/host/plan/node-plan.js';
+import { planNode, versionFromSourceName } from '../../../../src/host/plan/node-plan.js';
+import { DLLAMA_SOURCES, vendored } from '../../../helpers/vendor.js';
 import { loadBoard } from '../../../../src/host/catalog/boards.js';
 import { resolveConfig } from '../../../../src/host/config/config.js';
 import { moveSecretOffBootPartition } from '../../../../src/node/first-boot.js';
@@ -54,7 +55,7 @@ describe('node plan', () => {
   it('reads the model header: a file that is not GGUF is refused, and dllama cannot split a model over more nodes than it has KV heads', async () => {
     writeFileSync(join(work, 'fake.gguf'), 'this is text, not a model');
     await expect(plan({ model: { path: 'fake.gguf' } })).rejects.toThrow(/fake.gguf: it is not a GGUF file/);
-    await expect(plan({ engine: { name: 'dllama' } })).rejects.toThrow(/engine.dllama_dir must name a folder/);
+    await expect(plan({ engine: { name: 'dllama' } })).rejects.toThrow(/give engine.source \(its source tarball, compiled during the build\) or engine.dllama_dir/);
     writeFileSync(join(work, 'two-kv.m'), dllamaModelHeader({ kvHeads: 2 }));
     writeFileSync(join(work, 'two-kv.t'), 'tokenizer');
     const bin = join(work, 'kv-bin');
@@ -119,5 +120,46 @@ describe('addresses', () => {
     expect(broadcastOf('192.168.1.20', '255.255.255.0')).toBe('192.168.1.255');
     expect(sameSubnet('169.254.1.1', '169.254.200.3', '255.255.0.0')).toBe(true);
     expect(sameSubnet('10.0.2.15', '169.254.200.3', '255.255.255.0')).toBe(false);
+  });
+});
+
+describe('dllama from its source tarball', () => {
+  const config = (engine: Record<string, unknown>, board = 'qemu') => resolveConfig({ board, engine: { name: 'dllama', ...engine } }, {});
+  const plan = async (engine: Record<string, unknown>, board = 'qemu') => planNode(config(engine, board), await loadBoard(board));
+  const failure = (engine: Record<string, unknown>, board = 'qemu') => plan(engine, board).then(() => '', (e: Error) => e.message);
+  const source = () => vendored(DLLAMA_SOURCES['0.16.4'].file);
+
+  it("plans the compile for the board's CPU with the version read from the tarball's name, and tells the agent that version", async () => {
+    const node = await plan({ source: source(), sha256: DLLAMA_SOURCES['0.16.4'].sha256 });
+    expect(node.engineBuild).toEqual({
+      engine: 'dllama',
+      version: '0.16.4',
+      source: source(),
+      sha256: DLLAMA_SOURCES['0.16.4'].sha256,
+      cxx: process.arch === 'arm64' ? 'g++' : 'aarch64-linux-gnu-g++',
+      cxxflags: '-std=c++11 -O3 -mcpu=cortex-a76',
+      libs: '-lpthread -static',
+      targets: ['dllama', 'dllama-api'],
+    });
+    expect(node.settings.engine.version).toBe('0.16.4');
+    expect((await plan({ source: source(), sha256: DLLAMA_SOURCES['0.16.4'].sha256 }, 'pi4')).engineBuild?.cxxflags).toBe('-std=c++11 -O3 -mcpu=cortex-a72');
+    expect((await plan({ source: source(), sha256: DLLAMA_SOURCES['0.16.4'].sha256, version: '0.16.3' })).settings.engine.version).toBe('0.16.3');
+  });
+
+  it('reads versions from release names, and refuses what it cannot build or does not know', async () => {
+    expect(versionFromSourceName('/x/distributed-llama-0.16.4.tar.gz')).toBe('0.16.4');
+    expect(versionFromSourceName('https://example.org/archive/refs/tags/v0.16.3.tar.gz')).toBe('0.16.3');
+    expect(versionFromSourceName('/x/dllama-main.tar.gz')).toBeUndefined();
+    expect(await failure({ source: source() })).toMatch(/engine\.source needs engine\.sha256/);
+    expect(await failure({ source: join(work, 'nope-0.16.4.tar.gz'), sha256: '0'.repeat(64) })).toMatch(/engine\.source: .*nope-0\.16\.4\.tar\.gz does not exist/);
+    const unnamed = join(work, 'dllama-main.tar.gz');
+    writeFileSync(unnamed, 'x');
+    expect(await failure({ source: unnamed, sha256: '0'.repeat(64) })).toMatch(/engine\.version: cannot tell the dllama version from the name dllama-main\.tar\.gz/);
+    const old = join(work, 'distributed-llama-0.15.0.tar.gz');
+    writeFileSync(old, 'x');
+    expect(await failure({ source: old, sha256: '0'.repeat(64) })).toMatch(/dllama 0\.15\.0 is not a version pi-image knows the flags of/);
+    expect(await failure({ source: source(), sha256: '0'.repeat(64), dllama_dir: work })).toMatch(/engine\.source and engine\.dllama_dir are both set/);
+    expect(await planNode(resolveConfig({ board: 'qemu', engine: { name: 'llama.cpp', source: source() } }, {}), await loadBoard('qemu')).catch((e: Error) => e.message)).toMatch(/engine\.source is set but the engine is llama\.cpp/);
+    expect(await failure({})).toMatch(/give engine\.source \(its source tarball, compiled during the build\) or engine\.dllama_dir/);
   });
 });

@@ -58,6 +58,19 @@ describe('dllama launch lines (fake dllama executables)', () => {
     await expect(engineArgv({ command: 'dllama-missing', args: [] }, [dir])).rejects.toThrow(/dllama-missing is not installed/);
   });
 
+  it("follows the version: v0.16.3 takes no --host (it binds every address), v0.16.4 does; an unknown version is refused", () => {
+    const root = (version?: string) => dllama.root({ model: 'm', tokenizer: 't', apiPort: 9999, threads: 3, contextLength: 64, workers: [], version }).args;
+    const worker = (version?: string) => dllama.worker({ bindAddress: '10.42.0.2', port: 9990, threads: 3, version }).args;
+    expect(root('0.16.3')).not.toContain('--host');
+    expect(worker('0.16.3')).toEqual(['worker', '--port', '9990', '--nthreads', '3']);
+    expect(root('0.16.4').slice(0, 2)).toEqual(['--host', '127.0.0.1']);
+    expect(worker('0.16.4')).toEqual(['worker', '--host', '10.42.0.2', '--port', '9990', '--nthreads', '3']);
+    // Prebuilt binaries nobody named a version for: the newest known.
+    expect(worker()).toEqual(worker('0.16.4'));
+    expect(() => root('0.15.0')).toThrow(/dllama 0\.15\.0 is not a version pi-image knows the flags of \(0\.16\.3, 0\.16\.4\)/);
+    expect(dllama.knownVersions).toEqual(['0.16.3', '0.16.4']);
+  });
+
   it('refuses worker host names and cluster sizes dllama cannot run', () => {
     expect(() => dllama.root({ model: 'm', tokenizer: 't', apiPort: 1, threads: 3, contextLength: 1, workers: [{ address: 'node-b.local', port: 9990 }] })).toThrow(/IPv4 literals/);
     expect(dllama.checkCluster(3, { kvHeads: 4 })).toEqual(['dllama needs a power-of-two number of nodes (root included), not 3']);

@@ -1,0 +1,116 @@
+import { execa } from 'execa';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadBoard } from '../../src/host/catalog/boards.js';
+import { resolveConfig } from '../../src/host/config/config.js';
+import { StageError } from '../../src/host/errors.js';
+import { StageCache } from '../../src/host/pipeline/cache.js';
+import { runEngineBuildStage } from '../../src/host/pipeline/stages/engine-build.js';
+import { readPartitionTable } from '../../src/host/disk/partition-table.js';
+import { planNode, type EngineBuild } from '../../src/host/plan/node-plan.js';
+import { silentReporter } from '../../src/host/progress.js';
+import { expectOk, QEMU_TEST_FLAGS, runCli, stageCaching, TEST_CACHE } from '../helpers/cli.js';
+import { DLLAMA_SOURCES, vendored } from '../helpers/vendor.js';
+
+/**
+ * dllama compiled from its release tarballs as a user's build does it: the cross compiler,
+ * the board's -mcpu, static binaries, cached by source hash and flags.
+ */
+const work = mkdtempSync(join(tmpdir(), 'pi-image-engine-build-'));
+const cache = new StageCache(join(work, 'cache'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const planFor = async (version: keyof typeof DLLAMA_SOURCES, overrides: Partial<EngineBuild> = {}): Promise<EngineBuild> => {
+  const { file, sha256 } = DLLAMA_SOURCES[version];
+  const node = await planNode(resolveConfig({ board: 'qemu', engine: { name: 'dllama', source: vendored(file), sha256 } }, {}), await loadBoard('qemu'));
+  return { ...(node.engineBuild as EngineBuild), ...overrides };
+};
+const compile = (build: EngineBuild, key: string) => cache.use('engine', key, (dir) => runEngineBuildStage({ build, outDir: dir, cacheDir: cache.root, reporter: silentReporter }));
+
+/** ELF machine (183: AArch64) and whether it asks for a dynamic loader (PT_INTERP). */
+function elfOf(path: string): { machine: number; interpreter: boolean } {
+  const fd = openSync(path, 'r');
+  const head = Buffer.alloc(64);
+  readSync(fd, head, 0, 64, 0);
+  const phoff = Number(head.readBigUInt64LE(32));
+  const [phentsize, phnum] = [head.readUInt16LE(54), head.readUInt16LE(56)];
+  const ph = Buffer.alloc(phentsize * phnum);
+  readSync(fd, ph, 0, ph.length, phoff);
+  closeSync(fd);
+  const types = Array.from({ length: phnum }, (_, i) => ph.readUInt32LE(i * phentsize));
+  return { machine: head.readUInt16LE(18), interpreter: types.includes(3) };
+}
+
+describe('dllama compiled from its source tarball', () => {
+  it("compiles v0.16.4 and v0.16.3 into static arm64 binaries for the board's CPU; each knows its own flags", async () => {
+    for (const version of ['0.16.4', '0.16.3'] as const) {
+      const started = Date.now();
+      const { dir, cached } = await compile(await planFor(version), `test-${version}`);
+      console.log(`dllama ${version}: compiled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      expect(cached).toBe(false);
+      expect(readdirSync(join(dir, 'bin')).sort()).toEqual(['dllama', 'dllama-api']);
+      expect(existsSync(join(dir, 'src'))).toBe(false);
+      for (const binary of ['dllama', 'dllama-api']) expect(elfOf(join(dir, 'bin', binary)), `${version} ${binary}`).toEqual({ machine: 183, interpreter: false });
+      // Run through qemu-user (binfmt): its usage line says whether it takes --host.
+      const usage = await execa(join(dir, 'bin/dllama-api'), ['--help'], { reject: false, all: true });
+      expect(usage.all).toContain('Usage: dllama-api');
+      if (version === '0.16.4') expect(usage.all).toContain('[--host <addr>]');
+      else expect(usage.all).not.toContain('--host');
+    }
+  }, 10 * 60_000);
+
+  it('compiles once: the same source and flags are taken from the cache; other flags compile again', async () => {
+    const build = await planFor('0.16.4');
+    const again = await compile(build, 'test-0.16.4');
+    expect(again.cached).toBe(true);
+    const planned = await planNode(resolveConfig({ board: 'pi4', engine: { name: 'dllama', source: build.source, sha256: build.sha256 } }, {}), await loadBoard('pi4'));
+    expect(planned.engineBuild?.cxxflags).toContain('-mcpu=cortex-a72');
+  }, 5 * 60_000);
+
+  it("a compile error shows the compiler's last lines and leaves nothing behind", async () => {
+    const tree = join(work, 'broken', 'distributed-llama-0.16.4');
+    mkdirSync(tree, { recursive: true });
+    writeFileSync(join(tree, 'Makefile'), 'dllama:\n\t$(CXX) $(CXXFLAGS) -c broken.cpp -o broken.o\ndllama-api: dllama\n');
+    writeFileSync(join(tree, 'broken.cpp'), 'int main() { return missing_symbol_here; }\n');
+    const tarball = join(work, 'distributed-llama-0.16.4.tar.gz');
+    await execa('tar', ['-czf', tarball, '-C', join(work, 'broken'), 'distributed-llama-0.16.4']);
+    const sha256 = (await execa('sha256sum', [tarball])).stdout.split(' ')[0] as string;
+    const error = await compile(await planFor('0.16.4', { source: tarball, sha256 }), 'test-broken').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StageError);
+    expect((error as StageError).command).toMatch(/^make -C \S+ -j\d+ dllama dllama-api CXX=\S+ '?CXXFLAGS=.*-mcpu=cortex-a76/);
+    expect((error as StageError).outputTail.join('\n')).toMatch(/missing_symbol_here/);
+    expect(readdirSync(join(cache.root, 'engine')).filter((n) => n.startsWith('test-broken'))).toEqual([]);
+  }, 5 * 60_000);
+
+  it('refuses a tarball whose SHA-256 is not the pinned one, before unpacking it', async () => {
+    const build = await planFor('0.16.4', { sha256: '0'.repeat(64) });
+    await expect(compile(build, 'test-pin')).rejects.toThrow(/engine\.source: .*distributed-llama-0\.16\.4\.tar\.gz has sha256 4e030661.*, not the 0{64} the config pins/);
+    expect(readdirSync(join(cache.root, 'engine')).filter((n) => n.startsWith('test-pin'))).toEqual([]);
+  });
+
+  it('builds a qemu image with the compiled runtime installed where the engine unit runs it, recorded in the manifest', async () => {
+    const { file, sha256 } = DLLAMA_SOURCES['0.16.4'];
+    // Compiled here from nothing; the suite's cached base serves (the llama.cpp layer too keeps
+    // its package set, hence its cache key: a dllama-only base would be one more mmdebstrap run).
+    rmSync(join(TEST_CACHE, 'engine'), { recursive: true, force: true });
+    const out = join(work, 'out');
+    const run = await runCli(['build', '--board', 'qemu', ...QEMU_TEST_FLAGS, '--layer', 'engine-llama-cpp', '--engine', 'dllama', '--engine-source', vendored(file), '--engine-sha256', sha256, '--json', '--out', out]);
+    expectOk(run);
+    expect(stageCaching(run)).toMatchObject({ engine: false });
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { engine_build: unknown; inputs: { cache_keys: { layers: string } } };
+    expect(manifest.engine_build).toMatchObject({ engine: 'dllama', version: '0.16.4', cxxflags: '-std=c++11 -O3 -mcpu=cortex-a76', compiler: expect.stringMatching(/g\+\+/), files: [{ name: 'dllama' }, { name: 'dllama-api' }] });
+    // Read back from the image's root file system (debugfs at the partition's offset): mode and a working binary.
+    const table = await readPartitionTable(join(out, 'pi-image-qemu.img'), silentReporter);
+    const rootfs = `${join(out, 'pi-image-qemu.img')}?offset=${(table.partitions[1] as { start: number }).start * 512}`;
+    for (const binary of ['dllama', 'dllama-api']) {
+      const stat = (await execa('debugfs', ['-R', `stat /opt/pi-image/engine/bin/${binary}`, rootfs])).stdout;
+      expect(stat, binary).toMatch(/Type: regular\s+Mode:\s+0755/);
+    }
+    await execa('debugfs', ['-R', `dump /opt/pi-image/engine/bin/dllama-api ${join(work, 'dllama-api')}`, rootfs]);
+    await execa('chmod', ['755', join(work, 'dllama-api')]);
+    expect((await execa(join(work, 'dllama-api'), ['--help'], { reject: false, all: true })).all).toContain('[--host <addr>]');
+  }, 20 * 60_000);
+});
+
