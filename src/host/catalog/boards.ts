@@ -22,6 +22,7 @@ export interface BoardProfile {
   tuning: string;
   engine: 'llama.cpp' | 'dllama';
   debian_kernel_caveat?: string;
+  memory: { ram_mib: number; reserved_mib: number };
   boot: {
     partition_mib: number;
     offset_mib: number;

@@ -22,6 +22,7 @@ export interface Config {
   timezone: string;
   locale: string;
   storage: 'sd' | 'nvme' | 'usb';
+  board_ram_mib?: number;
   base?: { image: string; sha256: string };
   suite?: string;
   mirrors: string[];

@@ -2,13 +2,17 @@ import { open } from 'node:fs/promises';
 
 /** distributed-llama's .m model header: a magic number, the header's size, then (key, value) int32 pairs. */
 const MAGIC = 0xa00abcd;
-const KEYS = { version: 0, dim: 2, nLayers: 4, nHeads: 5, nKvHeads: 6, vocabSize: 9, maxSeqLen: 10 } as const;
+const KEYS = { version: 0, dim: 2, nLayers: 4, nHeads: 5, nKvHeads: 6, vocabSize: 9, maxSeqLen: 10, headDim: 19 } as const;
 
 export interface DllamaHeader {
   kvHeads?: number;
   heads?: number;
   layers?: number;
   maxSeqLen?: number;
+  dim?: number;
+  vocabSize?: number;
+  /** Absent: dim / heads (as src/llm.cpp takes it). */
+  headDim?: number;
 }
 
 /** Reads a .m file's header; throws with what is wrong when it is not one. */
@@ -29,6 +33,9 @@ export async function readDllamaHeader(path: string): Promise<DllamaHeader> {
       ...(values.has(KEYS.nHeads) ? { heads: values.get(KEYS.nHeads) } : {}),
       ...(values.has(KEYS.nLayers) ? { layers: values.get(KEYS.nLayers) } : {}),
       ...(values.has(KEYS.maxSeqLen) ? { maxSeqLen: values.get(KEYS.maxSeqLen) } : {}),
+      ...(values.has(KEYS.dim) ? { dim: values.get(KEYS.dim) } : {}),
+      ...(values.has(KEYS.vocabSize) ? { vocabSize: values.get(KEYS.vocabSize) } : {}),
+      ...(values.has(KEYS.headDim) && values.get(KEYS.headDim) ? { headDim: values.get(KEYS.headDim) } : {}),
     };
   } finally {
     await handle.close();

@@ -7,6 +7,10 @@ export interface GgufHeader {
   /** `<architecture>.attention.head_count_kv`: how many ways the KV cache can be split. */
   kvHeads?: number;
   contextLength?: number;
+  /** The shape the memory budget needs: layers, embedding width, attention heads. */
+  layers?: number;
+  embedding?: number;
+  heads?: number;
 }
 
 /** The metadata is read from the start of the file; a tokenizer of 150k tokens fits well within this. */
@@ -106,6 +110,9 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
     ...(architecture ? { architecture } : {}),
     ...(architecture && numbers.has(`${architecture}.attention.head_count_kv`) ? { kvHeads: numbers.get(`${architecture}.attention.head_count_kv`) } : {}),
     ...(architecture && numbers.has(`${architecture}.context_length`) ? { contextLength: numbers.get(`${architecture}.context_length`) } : {}),
+    ...(architecture && numbers.has(`${architecture}.block_count`) ? { layers: numbers.get(`${architecture}.block_count`) } : {}),
+    ...(architecture && numbers.has(`${architecture}.embedding_length`) ? { embedding: numbers.get(`${architecture}.embedding_length`) } : {}),
+    ...(architecture && numbers.has(`${architecture}.attention.head_count`) ? { heads: numbers.get(`${architecture}.attention.head_count`) } : {}),
   };
 }
 

@@ -13,6 +13,7 @@ import { DISCOVERY_PORT } from '../../shared/ports.js';
 import { ENGINES } from '../../shared/engines/index.js';
 import { sha256OfFile } from '../tools/download.js';
 import type { BoardProfile } from '../catalog/boards.js';
+import { budgetProblem, memoryBudget, type MemoryBudget, type ModelShape } from './memory-budget.js';
 
 /** A file from the build machine that lands in the root filesystem. */
 export interface ImageFile {
@@ -33,6 +34,8 @@ export interface NodePlan {
   secrets: { name: 'cluster.secret' | 'api.token'; source: string | null }[];
   /** The engine compiled from its source tarball by the engine stage, when the config gives one. */
   engineBuild?: EngineBuild;
+  /** Each node's memory need against the board's RAM, when the model's header tells its shape. */
+  memory?: MemoryBudget;
 }
 
 /** How the engine stage compiles dllama: everything its cache key depends on. */
@@ -100,6 +103,8 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
   const files: ImageFile[] = [];
   let model: NodeSettings['model'] = null;
   let kvHeads: number | undefined;
+  let shape: ModelShape | undefined;
+  let contextLength = config.engine.context_length;
   if (config.model) {
     const modelFile = await imageFile(config.model.path, `${inRootfs(MODEL_DIR)}/${safeName(basename(config.model.path))}`, 0o644, 'model.path');
     files.push(modelFile);
@@ -114,12 +119,20 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
         throw new ConfigError(`model.path: ${config.model?.path}: ${e.message}`, 'give a GGUF model file (llama.cpp), e.g. one written by `pi-image tiny-model`');
       });
       kvHeads = header.kvHeads;
+      const { layers, embedding, heads } = header;
+      if (layers && embedding && heads && kvHeads) shape = { fileBytes: modelFile.size, layers, kvDim: (embedding / heads) * kvHeads, rootExtraBytes: 0 };
     }
     if (engine === 'dllama') {
       const header = await readDllamaHeader(config.model.path).catch((e: Error) => {
         throw new ConfigError(`model.path: ${config.model?.path}: ${e.message}`, 'dllama loads .m models made by its converter');
       });
       kvHeads = header.kvHeads;
+      const { layers, dim, heads, vocabSize, maxSeqLen } = header;
+      if (layers && dim && heads && kvHeads) {
+        // The root keeps the token embedding in F32 (src/llm.cpp); the KV cache holds at most the model's sequence length.
+        shape = { fileBytes: modelFile.size, layers, kvDim: (header.headDim ?? dim / heads) * kvHeads, rootExtraBytes: (vocabSize ?? 0) * dim * 4 };
+        if (maxSeqLen) contextLength = Math.min(contextLength, maxSeqLen);
+      }
     }
     if (engine === 'dllama') {
       if (!config.model.tokenizer) throw new ConfigError('model.tokenizer: dllama needs the tokenizer file (.t) that belongs to the model');
@@ -160,6 +173,11 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     const chosen = config.engine.name ? '' : ` (${engine} is the ${board.name} board's default engine)`;
     throw new ConfigError(`cluster.size ${config.cluster.size}: ${shapeProblems.join('; ')}${chosen}`, `change --cluster-size, or choose the engine with --engine (${Object.keys(ENGINES).join(', ')})`);
   }
+  const memory = shape
+    ? memoryBudget({ engine, model: shape, nodes: config.cluster.size, contextLength, ramMib: config.board_ram_mib ?? board.memory.ram_mib, reservedMib: board.memory.reserved_mib })
+    : undefined;
+  const tooBig = memory && budgetProblem(memory, contextLength);
+  if (tooBig) throw new ConfigError(`memory: ${tooBig.problem}`, tooBig.hint);
   const keys: string[] = [];
   for (const file of config.user.ssh_keys) {
     const text = await readFile(file, 'utf8').catch(() => {
@@ -194,6 +212,7 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     authorizedKeys: keys.length ? `${keys.join('\n')}\n` : '',
     secrets,
     ...(engineBuild ? { engineBuild } : {}),
+    ...(memory ? { memory } : {}),
   };
 }
 

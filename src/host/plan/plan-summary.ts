@@ -29,6 +29,7 @@ export function planSummary(plan: Plan): string {
       'cluster',
       `${node.settings.cluster.name}: ${node.settings.cluster.size} nodes, role ${plan.role}, API port ${node.settings.cluster.apiPort}, failover after ${node.settings.cluster.failoverGraceSeconds} s`,
     ],
+    ['memory', memoryLine(node.memory)],
     ['system', `time zone ${plan.system.timezone}, locale ${plan.system.locale}`],
     ['login', `user ${node.settings.user.name}, ${keys ? `${keys} SSH key(s)` : 'no SSH key'}, no password`],
     ['layers', plan.layers.map((l) => l.name).join(', ')],
@@ -42,3 +43,8 @@ export function planSummary(plan: Plan): string {
   return `${lines.join('\n')}\n`;
 }
 
+function memoryLine(memory: Plan['node']['memory']): string {
+  if (!memory) return 'no budget (no model, or its header does not tell its shape)';
+  const one = (n: NonNullable<typeof memory.worker>) => `${n.role} ${n.totalMib} MiB (weights ${n.weightsMib}, KV cache ${n.kvCacheMib}, buffers ${n.buffersMib}, OS ${n.reservedMib})`;
+  return `${[memory.root, memory.worker].filter((n) => n !== undefined).map((n) => one(n as NonNullable<typeof memory.worker>)).join('; ')} of ${memory.ramMib} MiB each`;
+}

@@ -67,7 +67,7 @@ describe('plan summary', () => {
   it('shows, one line each, what is built from what, then the warnings', async () => {
     const text = planSummary(await plan({ board: 'pi5', cluster: { size: 4, name: 'lab' } }));
     const lines = text.trimEnd().split('\n');
-    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(['board', 'base', 'kernel', 'engine', 'model', 'cluster', 'system', 'login', 'layers', 'tuning', 'outputs', 'cache', 'warning', 'warning', 'warning']);
+    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(['board', 'base', 'kernel', 'engine', 'model', 'cluster', 'memory', 'system', 'login', 'layers', 'tuning', 'outputs', 'cache', 'warning', 'warning', 'warning']);
     expect(text).toContain("engine   dllama (the pi5 board's default), runtime: none in the image");
     expect(text).toContain('kernel   linux-image-arm64');
     expect(text).toContain('cluster  lab: 4 nodes, role auto, API port 8080');
@@ -94,6 +94,18 @@ describe('time zone and locale', () => {
   it('refuses a zone that does not exist, with the one meant, and a locale that is not one', async () => {
     expect(await failure({ timezone: 'Europe/Berln' })).toMatch(/timezone "Europe\/Berln" is not a time zone \(did you mean "Europe\/Berlin"\?\)/);
     expect(await failure({ locale: 'german' })).toMatch(/key "locale": value "german" does not match/);
+  });
+});
+
+describe('memory budget in the plan', () => {
+  it('is computed from the model header and refused before any work when a node would swap', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pi-image-budget-'));
+    const { tinyGguf } = await import('../../../../src/host/model/tiny-gguf.js');
+    writeFileSync(join(dir, 'm.gguf'), tinyGguf());
+    const fits = await plan({ model: { path: join(dir, 'm.gguf') } });
+    expect(fits.node.memory).toMatchObject({ ramMib: 1024, root: { role: 'root', reservedMib: 256 }, worker: { role: 'worker' } });
+    expect(planSummary(fits)).toMatch(/memory +root \d+ MiB \(weights \d+, KV cache \d+, buffers 128, OS 256\); worker .* of 1024 MiB each/);
+    expect(await failure({ model: { path: join(dir, 'm.gguf') }, board_ram_mib: 300 })).toMatch(/^memory: the root would need \d+ MiB .* but the board has 300 MiB: it would swap/);
   });
 });
 
