@@ -337,14 +337,15 @@ function watchClient(req: IncomingMessage, res: ServerResponse, streaming: () =>
 }
 
 function forwardPlain(res: ServerResponse, text: string, request: ChatRequest, modelName: string): void {
-  let body: { model?: string; choices?: { finish_reason?: unknown }[]; usage?: { completion_tokens?: number } };
+  let body: { model?: string; choices?: { index?: unknown; finish_reason?: unknown }[]; usage?: { completion_tokens?: number } };
   try {
     body = JSON.parse(text);
   } catch {
     throw new HttpError({ status: 502, type: 'server_error', message: 'the engine sent an answer that is not JSON' });
   }
   const hitLimit = request.max_tokens !== undefined && (body.usage?.completion_tokens ?? 0) >= request.max_tokens;
-  for (const choice of body.choices ?? []) choice.finish_reason = fixFinishReason(choice.finish_reason, hitLimit);
+  // dllama-api sends an empty finish_reason and a garbage index.
+  for (const [i, choice] of (body.choices ?? []).entries()) Object.assign(choice, { index: i, finish_reason: fixFinishReason(choice.finish_reason, hitLimit) });
   body.model = modelName; // engines answer with a file path here
   send(res, 200, JSON.stringify(body));
 }
@@ -355,7 +356,7 @@ function forwardPlain(res: ServerResponse, text: string, request: ChatRequest, m
  * choices and the usage comes just before [DONE], as OpenAI sends it: the engine's own usage
  * (llama-server puts it on its last chunk, or a chunk of its own), else counted here.
  */
-async function forwardStream(res: ServerResponse, upstream: IncomingMessage, request: ChatRequest, modelName: string, signal: AbortSignal, promptTokens: () => Promise<number>): Promise<void> {
+async function forwardStream(res: ServerResponse, upstream: IncomingMessage, request: ChatRequest, modelName: string, signal: AbortSignal, promptTokens: () => Promise<number>, engine: EngineKind): Promise<void> {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
   let finished = false;
   let pieces = 0;
@@ -376,7 +377,7 @@ async function forwardStream(res: ServerResponse, upstream: IncomingMessage, req
       done = true;
       return;
     }
-    let chunk: { id?: string; model?: string; usage?: unknown; choices?: { delta?: { content?: string }; finish_reason?: unknown }[] };
+    let chunk: { id?: string; object?: string; model?: string; usage?: unknown; choices?: { index?: unknown; delta?: { content?: string }; finish_reason?: unknown }[] };
     try {
       chunk = JSON.parse(data);
     } catch {
@@ -384,15 +385,20 @@ async function forwardStream(res: ServerResponse, upstream: IncomingMessage, req
     }
     if (chunk.id) lastId = chunk.id;
     chunk.model = modelName;
+    chunk.object = 'chat.completion.chunk'; // dllama-api says chat.completion
     // Usage goes only in the chunk of its own at the end, and only when asked for.
     if (isUsage(chunk.usage)) engineUsage = chunk.usage;
     delete chunk.usage;
     if (Array.isArray(chunk.choices) && chunk.choices.length === 0) return;
-    for (const choice of chunk.choices ?? []) {
+    for (const [i, choice] of (chunk.choices ?? []).entries()) {
+      choice.index = i; // dllama-api's is garbage
       if (choice.delta?.content) pieces++;
       if (choice.finish_reason === '' || choice.finish_reason === undefined) choice.finish_reason = null;
       if (choice.finish_reason !== null) {
-        choice.finish_reason = fixFinishReason(choice.finish_reason);
+        // dllama-api says stop even when max_tokens ended the answer (one piece per token).
+        const cut = engine === 'dllama' && request.max_tokens !== undefined && pieces >= request.max_tokens;
+        choice.finish_reason = fixFinishReason(choice.finish_reason, cut);
+        if (cut) choice.finish_reason = 'length';
         finished = true;
       }
     }
@@ -501,7 +507,7 @@ export function createApiFront(opts: ApiFrontOptions): Server {
         throw new HttpError({ status: 400, type: 'invalid_request_error', message: `the engine refused the request: ${(await readAll(upstream, ac.signal)).slice(0, 300)}` });
       }
       if (status < 200 || status >= 300) throw new HttpError({ status: 502, type: 'server_error', message: `the engine answered ${status}: ${(await readAll(upstream, ac.signal)).slice(0, 300)}` });
-      if (request.stream) await forwardStream(res, upstream, request, opts.modelName, ac.signal, promptTokens);
+      if (request.stream) await forwardStream(res, upstream, request, opts.modelName, ac.signal, promptTokens, engineKind);
       else forwardPlain(res, await readAll(upstream, ac.signal), request, opts.modelName);
     } catch (e) {
       if (e instanceof GenerationTimeout) throw new HttpError({ status: 504, type: 'server_error', message: e.message });

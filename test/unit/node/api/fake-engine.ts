@@ -29,6 +29,8 @@ export interface FakeEngineOptions {
    * builds, always), 'separate' as its own chunk with empty choices (newer builds, with stream_options.include_usage).
    */
   streamUsage?: 'final' | 'separate';
+  /** dllama-api's answers: chunks that say chat.completion, a garbage index, `stop` when max_tokens cut it, [DONE] with no blank line. */
+  dllama?: boolean;
 }
 
 /**
@@ -60,10 +62,11 @@ export function fakeEngine(opts: FakeEngineOptions = {}) {
     res.end(JSON.stringify(body));
   };
 
+  const index = opts.dllama ? 1684301921 : 0;
   const chunk = (content: string | undefined, finish: string | null = '') =>
-    `data: ${JSON.stringify({ id: 'x1', object: 'chat.completion.chunk', model: '/var/lib/pi-image/model/tiny.gguf', choices: [{ index: 0, delta: content === undefined ? {} : { content }, finish_reason: finish }] })}\n\n`;
+    `data: ${JSON.stringify({ id: 'x1', object: opts.dllama ? 'chat.completion' : 'chat.completion.chunk', model: '/var/lib/pi-image/model/tiny.gguf', choices: [{ index, delta: content === undefined ? {} : { content }, finish_reason: finish }] })}\n\n`;
   const completion = (content: string, completionTokens: number) =>
-    JSON.stringify({ id: 'x1', object: 'chat.completion', created: 1, model: '/var/lib/pi-image/model/tiny.gguf', choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: '' }], usage: { prompt_tokens: 3, completion_tokens: completionTokens, total_tokens: 3 + completionTokens } });
+    JSON.stringify({ id: 'x1', object: 'chat.completion', created: 1, model: '/var/lib/pi-image/model/tiny.gguf', choices: [{ index, message: { role: 'assistant', content }, finish_reason: '' }], usage: { prompt_tokens: 3, completion_tokens: completionTokens, total_tokens: 3 + completionTokens } });
 
   const server: Server = createServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -111,7 +114,7 @@ export function fakeEngine(opts: FakeEngineOptions = {}) {
       });
       if (res.destroyed) return;
       job.finishedAt = performance.now();
-      if (body.stream) res.end(chunk(undefined, 'length') + 'data: [DONE]\n\n');
+      if (body.stream) res.end(opts.dllama ? `${chunk(undefined, 'stop')}data: [DONE]` : `${chunk(undefined, 'length')}data: [DONE]\n\n`);
       else {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end(completion(text, job.produced));
