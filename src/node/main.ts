@@ -1,6 +1,6 @@
 // pi-node: the on-device agent. Bundled into one file (dist/node/pi-node.cjs) for the image.
 import { applyTuning } from './apply-tuning.js';
-import { formatDoctor, runDoctor } from './doctor.js';
+import { engineMemory, formatDoctor, formatEngineMemory, runDoctor } from './doctor.js';
 import { loadNodeSettings, loadTuningState } from './settings.js';
 import { physicalNics } from './nic.js';
 import { Agent } from './agent/agent.js';
@@ -10,8 +10,9 @@ import { firstBoot } from './first-boot.js';
 const USAGE = `usage: pi-node <command>
 
 commands:
-  doctor [--json]            compare every lever of the tuning profile with this node's real state;
-                             exits 1 if any lever drifted
+  doctor [--json]            compare every lever of the tuning profile with this node's real state,
+                             and the engine's resident memory with the build's budget;
+                             exits 1 if any lever drifted or the engine is over its budget
   apply-tuning --nic <if|all>
                              apply the NIC levers to one or every physical Ethernet interface
                              (run at boot by pi-image-nic-tuning.service)
@@ -32,8 +33,9 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'doctor': {
       const reports = await runDoctor(await loadTuningState());
-      process.stdout.write(args.includes('--json') ? `${JSON.stringify({ levers: reports }, null, 2)}\n` : formatDoctor(reports));
-      return reports.some((r) => r.status === 'drift') ? 1 : 0;
+      const memory = await engineMemory((await loadNodeSettings()).engineMemoryMib);
+      process.stdout.write(args.includes('--json') ? `${JSON.stringify({ levers: reports, engineMemory: memory }, null, 2)}\n` : formatDoctor(reports) + formatEngineMemory(memory));
+      return reports.some((r) => r.status === 'drift') || memory.status === 'over' ? 1 : 0;
     }
     case 'apply-tuning': {
       const state = await loadTuningState();

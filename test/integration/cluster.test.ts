@@ -249,13 +249,22 @@ describe('cluster of three emulated nodes', () => {
     expect(await vm(rootIndex).check('grep -E "^(CapEff|NoNewPrivs)" /proc/$(systemctl show -p MainPID --value pi-image-engine)/status | tr -s "[:blank:]" " " | sort')).toBe('CapEff: 0000000000000000\nNoNewPrivs: 1');
     // The agent: root, but of root's capabilities only CAP_NET_ADMIN (bit 12), for its nftables table.
     expect(await vm(rootIndex).check('grep -E "^(CapEff|NoNewPrivs)" /proc/$(systemctl show -p MainPID --value pi-image-agent)/status | tr -s "[:blank:]" " " | sort')).toBe('CapEff: 0000000000001000\nNoNewPrivs: 1');
-    for (const unit of ['pi-image-engine', 'pi-image-agent', 'pi-image-first-boot']) {
+    // Every unit the image adds, scored; the engine's must be MEDIUM or better.
+    const units = (await vm(rootIndex).check('ls /usr/lib/systemd/system/ | grep "^pi-image-.*\\.service$" | sed "s/\\.service$//"')).split('\n').filter(Boolean);
+    expect(units).toEqual(expect.arrayContaining(['pi-image-engine', 'pi-image-agent', 'pi-image-first-boot', 'pi-image-growroot']));
+    for (const unit of units) {
       const line = await vm(rootIndex).check(`systemd-analyze security ${unit}.service --no-pager 2>/dev/null | grep 'Overall exposure level'`, 3 * 60_000);
       const [, score, level] = /:\s*([\d.]+)\s+(\w+)/.exec(line) ?? [];
       figures.push(`systemd-analyze security ${unit}.service: ${score} ${level}`);
       if (unit === 'pi-image-engine') expect(['SAFE', 'OK', 'MEDIUM']).toContain(level);
     }
     expect(await vm(rootIndex).check('systemctl is-enabled systemd-timesyncd; systemctl is-active systemd-timesyncd')).toBe('enabled\nactive');
+    // The engine's resident size against the budget the build computed for each role.
+    for (const [i, role] of [[rootIndex, 'root'], [workers()[0] as number, 'worker']] as const) {
+      const { engineMemory } = JSON.parse((await vm(i).run('pi-node doctor --json', 3 * 60_000)).output) as { engineMemory: { status: string; role: string; residentMib: number; budgetMib: number } };
+      expect(engineMemory).toMatchObject({ status: 'ok', role });
+      figures.push(`engine memory on the ${role}: ${engineMemory.residentMib} MiB resident of a ${engineMemory.budgetMib} MiB budget`);
+    }
   }, 15 * 60_000);
 
   it('answers mDNS for <cluster>.local with the root', async () => {

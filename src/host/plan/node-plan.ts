@@ -207,13 +207,19 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     secrets.push({ name: 'api.token', source: config.cluster.api_token_file });
   }
   return {
-    settings: nodeSettings(config, board, model, engineBuild?.version ?? config.engine.version),
+    settings: { ...nodeSettings(config, board, model, engineBuild?.version ?? config.engine.version), ...(memory ? { engineMemoryMib: engineShare(memory) } : {}) },
     files,
     authorizedKeys: keys.length ? `${keys.join('\n')}\n` : '',
     secrets,
     ...(engineBuild ? { engineBuild } : {}),
     ...(memory ? { memory } : {}),
   };
+}
+
+/** What each role's engine process may hold: its total less what the OS and agent keep. */
+function engineShare(m: MemoryBudget): NonNullable<NodeSettings['engineMemoryMib']> {
+  const share = (n: MemoryBudget['root']) => n.totalMib - n.reservedMib;
+  return { root: share(m.root), ...(m.worker ? { worker: share(m.worker) } : {}) };
 }
 
 /** What /etc/pi-image/node.json says, from the config and the board. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatDoctor, runDoctor } from '../../../src/node/doctor.js';
+import { engineMemory, formatDoctor, formatEngineMemory, runDoctor } from '../../../src/node/doctor.js';
 import { FakeSystem, lever } from '../../helpers/fake-node-system.js';
 
 describe('pi-node doctor', () => {
@@ -39,5 +39,25 @@ describe('pi-node doctor', () => {
         '',
       ].join('\n'),
     );
+  });
+});
+
+describe('pi-node doctor: the engine against its memory budget', () => {
+  const show = { 'systemctl show -p MainPID --value pi-image-engine.service': { stdout: '4242\n', code: 0 } };
+  const proc = (name: string, rssKib: number) => ({ '/proc/4242/status': `Name:\t${name}\nUmask:\t0077\nVmRSS:\t  ${rssKib} kB\n` });
+
+  it("reads the engine's resident size and compares it with its role's budget", async () => {
+    const root = await engineMemory({ root: 900, worker: 400 }, new FakeSystem({ commands: show, files: proc('llama-server', 512 * 1024) }));
+    expect(root).toEqual({ status: 'ok', role: 'root', residentMib: 512, budgetMib: 900 });
+    expect(formatEngineMemory(root)).toBe("ok       engine memory    the root's engine holds 512 MiB of its 900 MiB budget\n");
+    const worker = await engineMemory({ root: 900, worker: 400 }, new FakeSystem({ commands: show, files: proc('ggml-rpc-server', 401 * 1024) }));
+    expect(worker).toMatchObject({ status: 'over', role: 'worker', residentMib: 401, budgetMib: 400 });
+    expect(formatEngineMemory(worker)).toMatch(/^over +engine memory +the worker's engine holds 401 MiB of its 400 MiB budget: this node may swap/);
+  });
+
+  it('says why it cannot tell: no budget, no engine running', async () => {
+    expect(await engineMemory(undefined, new FakeSystem())).toMatchObject({ status: 'n/a', reason: expect.stringContaining('no budget') });
+    const stopped = { 'systemctl show -p MainPID --value pi-image-engine.service': { stdout: '0\n', code: 0 } };
+    expect(await engineMemory({ root: 900 }, new FakeSystem({ commands: stopped }))).toEqual({ status: 'n/a', reason: 'the engine is not running' });
   });
 });

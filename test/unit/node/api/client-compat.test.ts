@@ -213,16 +213,16 @@ describe("dllama-api's answers, through the front (the quirks DLLAMA-FACTS lists
   it('the official client gets index 0, chunk objects and a finish_reason: stop, or length when max_tokens cut it', async () => {
     const { url } = await frontWithEngine({ dllama: true, tokenEveryMs: 1, tokens: 50 }, { engine: 'dllama' });
     const client = sdk(url);
-    const plain = await client.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 });
+    const plain = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 });
     expect(plain.choices.map((c) => [c.index, c.finish_reason])).toEqual([[0, 'length']]);
-    const whole = await client.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 500 });
+    const whole = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 500 });
     expect(whole.choices[0]?.finish_reason).toBe('stop');
     const chunks = [];
-    for await (const c of await client.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, stream: true })) chunks.push(c);
+    for await (const c of await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5, stream: true })) chunks.push(c);
     expect(chunks.every((c) => c.object === 'chat.completion.chunk' && c.choices.every((ch) => ch.index === 0))).toBe(true);
     expect(chunks.flatMap((c) => c.choices.map((ch) => ch.finish_reason)).filter(Boolean)).toEqual(['length']);
     const full = [];
-    for await (const c of await client.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 500, stream: true })) full.push(c);
+    for await (const c of await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 500, stream: true })) full.push(c);
     expect(full.flatMap((c) => c.choices.map((ch) => ch.finish_reason)).filter(Boolean)).toEqual(['stop']);
   });
 });
