@@ -44,6 +44,9 @@ function elfOf(path: string): { machine: number; interpreter: boolean } {
 }
 
 describe('dllama compiled from its source tarball', () => {
+  /** Where the compiled v0.16.4 binaries are (the first test). */
+  let bin04 = '';
+
   it("compiles v0.16.4 and v0.16.3 into static arm64 binaries for the board's CPU; each knows its own flags", async () => {
     for (const version of ['0.16.4', '0.16.3'] as const) {
       const started = Date.now();
@@ -51,6 +54,7 @@ describe('dllama compiled from its source tarball', () => {
       console.log(`dllama ${version}: compiled in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       expect(cached).toBe(false);
       expect(readdirSync(join(dir, 'bin')).sort()).toEqual(['dllama', 'dllama-api']);
+      if (version === '0.16.4') bin04 = join(dir, 'bin');
       expect(existsSync(join(dir, 'src'))).toBe(false);
       for (const binary of ['dllama', 'dllama-api']) expect(elfOf(join(dir, 'bin', binary)), `${version} ${binary}`).toEqual({ machine: 183, interpreter: false });
       // Run through qemu-user (binfmt): its usage line says whether it takes --host.
@@ -60,6 +64,31 @@ describe('dllama compiled from its source tarball', () => {
       else expect(usage.all).not.toContain('--host');
     }
   }, 10 * 60_000);
+
+  it('runs the tiny dllama model (pi-image tiny-model x.m): the same printable text on 1, 2 and 4 nodes', async () => {
+    const dir = join(work, 'tiny');
+    mkdirSync(dir);
+    const written = await runCli(['tiny-model', join(dir, 'tiny.m'), '--json']);
+    expect(written.exitCode, written.stderr).toBe(0);
+    const generate = async (workers: string[]) => {
+      const run = await execa(join(bin04, 'dllama'), ['inference', '--model', join(dir, 'tiny.m'), '--tokenizer', join(dir, 'tiny.t'), '--buffer-float-type', 'q80', '--prompt', 'Hello', '--steps', '24', '--nthreads', '1', '--temperature', '0', '--seed', '1', ...(workers.length ? ['--workers', ...workers] : [])], { all: true, timeout: 120_000 });
+      return run.all.split('\n').filter((l) => l.startsWith('🔶')).map((l) => l.replace(/^.*?Recv +\d+ kB \| /, '')).join('');
+    };
+    const alone = await generate([]);
+    expect(alone.length).toBeGreaterThan(10);
+    expect(alone).toMatch(/^[\x20-\x7e]+$/);
+    // Workers on this machine (qemu-user); --net-turbo 0: fewer cores than processes.
+    const ports = [19701, 19702, 19703];
+    const workers = ports.map((port) => execa(join(bin04, 'dllama'), ['worker', '--host', '127.0.0.1', '--port', String(port), '--nthreads', '1', '--net-turbo', '0'], { reject: false }));
+    try {
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(await generate(ports.slice(0, 1).map((p) => `127.0.0.1:${p}`))).toBe(alone);
+      expect(await generate(ports.map((p) => `127.0.0.1:${p}`))).toBe(alone);
+    } finally {
+      for (const w of workers) w.kill();
+    }
+    console.log(`tiny dllama model, greedy on 1, 2 and 4 nodes: ${JSON.stringify(alone)}`);
+  }, 5 * 60_000);
 
   it('compiles once: the same source and flags are taken from the cache; other flags compile again', async () => {
     const build = await planFor('0.16.4');
