@@ -6,7 +6,8 @@
 export interface NodeSettings {
   cluster: { name: string; size: number; apiPort: number; discoveryPort: number; failoverGraceSeconds: number; corsOrigins: string[] };
   role: 'auto' | 'root' | 'worker';
-  engine: { name: 'llama.cpp' | 'dllama'; binDir: string; contextLength: number; version?: string };
+  /** temperature: dllama's server-wide sampling temperature (dllama-api ignores a request's). */
+  engine: { name: 'llama.cpp' | 'dllama'; binDir: string; contextLength: number; version?: string; temperature?: number };
   /** aliases: other ids the API answers to as this model. */
   model: { path: string; name: string; tokenizer?: string; aliases?: string[] } | null;
   user: { name: string };

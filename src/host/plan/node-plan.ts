@@ -141,8 +141,8 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
       model.tokenizer = `/${tokenizer.target}`;
     }
   }
-  for (const key of ['dllama_dir', 'source', 'version'] as const) {
-    if (config.engine[key] && engine !== 'dllama') throw new ConfigError(`engine.${key} is set but the engine is ${engine}`, `add engine: { name: dllama } or drop ${key}`);
+  for (const key of ['dllama_dir', 'source', 'version', 'temperature'] as const) {
+    if (config.engine[key] !== undefined && engine !== 'dllama') throw new ConfigError(`engine.${key} is set but the engine is ${engine}`, `add engine: { name: dllama } or drop ${key}`);
   }
   if (config.engine.version && !ENGINES.dllama.knownVersions.includes(config.engine.version)) {
     throw new ConfigError(`engine.version: dllama ${config.engine.version} is not a version pi-image knows the flags of`, `known: ${ENGINES.dllama.knownVersions.join(', ')}`);
@@ -227,7 +227,7 @@ function nodeSettings(config: Config, board: BoardProfile, model: NodeSettings['
   return {
     cluster: { name: config.cluster.name, size: config.cluster.size, apiPort: config.cluster.api_port, discoveryPort: DISCOVERY_PORT, failoverGraceSeconds: config.cluster.failover_grace, corsOrigins: config.cluster.api_cors_origins },
     role: config.role,
-    engine: { name: config.engine.name ?? board.engine, binDir: ENGINE_BIN_DIR, contextLength: config.engine.context_length, ...(version ? { version } : {}) },
+    engine: { name: config.engine.name ?? board.engine, binDir: ENGINE_BIN_DIR, contextLength: config.engine.context_length, ...(version ? { version } : {}), ...(config.engine.temperature !== undefined ? { temperature: config.engine.temperature } : {}) },
     model,
     user: { name: config.user.name },
   };

@@ -186,6 +186,7 @@ export class Agent {
           threads: this.threads,
           contextLength: this.settings.engine.contextLength,
           version: this.settings.engine.version,
+          temperature: this.settings.engine.temperature,
           workers: action.workers.map((w) => ({ address: w.addresses[0] as string, port: this.adapter.workerPort })),
         });
         return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000, action.adopt);

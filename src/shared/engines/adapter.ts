@@ -20,6 +20,8 @@ export interface RootLaunch {
   workers: Peer[];
   /** The engine's version (engine.version in node.json), when the image knows it: flags differ between versions. */
   version?: string;
+  /** A server-wide sampling temperature, for an engine that ignores a request's (dllama). */
+  temperature?: number;
 }
 
 export interface WorkerLaunch {

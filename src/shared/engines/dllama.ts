@@ -53,6 +53,7 @@ export const dllama: EngineAdapter = {
         '--buffer-float-type', 'q80', // Q40 weights require q80 buffers
         '--nthreads', String(l.threads),
         '--max-seq-len', String(l.contextLength),
+        ...(l.temperature !== undefined ? ['--temperature', String(l.temperature)] : []),
         ...(l.workers.length ? ['--workers', ...l.workers.map((w) => `${w.address}:${w.port}`)] : []),
       ],
     };

@@ -69,6 +69,8 @@ describe('dllama launch lines (fake dllama executables)', () => {
     expect(worker()).toEqual(worker('0.16.4'));
     expect(() => root('0.15.0')).toThrow(/dllama 0\.15\.0 is not a version pi-image knows the flags of \(0\.16\.3, 0\.16\.4\)/);
     expect(dllama.knownVersions).toEqual(['0.16.3', '0.16.4']);
+    // dllama-api ignores a request's temperature: a configured one is the server's.
+    expect(dllama.root({ model: 'm', tokenizer: 't', apiPort: 9999, threads: 3, contextLength: 64, workers: [], temperature: 0 }).args.join(' ')).toContain('--max-seq-len 64 --temperature 0');
   });
 
   it('refuses worker host names and cluster sizes dllama cannot run', () => {
