@@ -60,7 +60,7 @@ export function mmdebstrapArgs(base: Plan['base'], output: string, opts: { root:
 export async function runMmdebstrap(
   base: Plan['base'],
   output: string,
-  opts: { root: boolean; reporter: Reporter; signal?: AbortSignal; keyringDir?: string; releaseDatesFile?: string },
+  opts: { root: boolean; reporter: Reporter; signal?: AbortSignal; keyringDir?: string; releaseDatesFile?: string; sourceDateEpoch?: number },
 ): Promise<void> {
   const args = mmdebstrapArgs(base, output, { root: opts.root, keyringDir: opts.keyringDir, releaseDatesFile: opts.releaseDatesFile });
   let phase = 0;
@@ -70,6 +70,8 @@ export async function runMmdebstrap(
       stage: 'base',
       reporter: opts.reporter,
       signal: opts.signal,
+      // mmdebstrap, dpkg and mkinitramfs stamp what they make with it instead of the clock.
+      env: opts.sourceDateEpoch !== undefined ? { SOURCE_DATE_EPOCH: String(opts.sourceDateEpoch) } : undefined,
       hint: 'see the last lines of mmdebstrap above; a package name, suite or mirror is the usual cause',
       onLine: (line) => {
         tail.push(line);
@@ -115,4 +117,24 @@ export function newestReleaseDate(dates: string): number | undefined {
     .filter((ms) => Number.isFinite(ms))
     .map((ms) => Math.floor(ms / 1000));
   return seconds.length ? Math.max(...seconds) : undefined;
+}
+
+/**
+ * The archive's Release date before anything is installed: the InRelease of each mirror's
+ * suite, fetched once (a few kB). Undefined when no mirror answers; the date is then read
+ * from the lists mmdebstrap downloads.
+ */
+export async function fetchReleaseDate(base: Plan['base'], signal?: AbortSignal): Promise<number | undefined> {
+  const urls = [
+    ...base.mirrors.map((m) => `${m.replace(/\/$/, '')}/dists/${base.suite}/InRelease`),
+    ...base.extraSources.flatMap((src) => src.uris.flatMap((u) => src.suites.map((suite) => `${u.replace(/\/$/, '')}/dists/${suite}/InRelease`))),
+  ];
+  const dates: string[] = [];
+  for (const url of urls) {
+    const text = await fetch(url, { signal: AbortSignal.any([AbortSignal.timeout(30_000), ...(signal ? [signal] : [])]) })
+      .then((r) => (r.ok ? r.text() : ''), () => '');
+    const date = /^Date: (.+)$/m.exec(text)?.[1];
+    if (date) dates.push(date);
+  }
+  return newestReleaseDate(dates.join('\n'));
 }

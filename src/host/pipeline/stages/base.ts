@@ -2,7 +2,7 @@ import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HostToolMissingError } from '../../errors.js';
 import type { Reporter } from '../../progress.js';
-import { newestReleaseDate, runMmdebstrap } from '../../tools/mmdebstrap.js';
+import { fetchReleaseDate, newestReleaseDate, runMmdebstrap } from '../../tools/mmdebstrap.js';
 import type { ImportedBase, Plan } from '../../plan/plan.js';
 import { drain, readAll, readTar } from '../rootfs-tar.js';
 
@@ -56,7 +56,9 @@ export async function runBaseStage(opts: {
   const started = Date.now();
   const keyringDir = opts.plan.base.keyrings.length ? await stageKeyrings(opts.plan.base.keyrings, join(opts.outDir, 'keyrings')) : undefined;
   const releaseDatesFile = join(opts.outDir, 'release-dates');
-  await runMmdebstrap(opts.plan.base, tarPath, { root: opts.root, reporter: opts.reporter, signal: opts.signal, keyringDir, releaseDatesFile });
+  // Known before the build, the archive's date stamps what the build makes (the initramfs, dpkg's files).
+  const sourceDateEpoch = opts.plan.sourceDateEpoch.value ?? (await fetchReleaseDate(opts.plan.base, opts.signal));
+  await runMmdebstrap(opts.plan.base, tarPath, { root: opts.root, reporter: opts.reporter, signal: opts.signal, keyringDir, releaseDatesFile, sourceDateEpoch });
   if (keyringDir) await rm(keyringDir, { recursive: true, force: true });
   const mmdebstrapSeconds = (Date.now() - started) / 1000;
   const releaseDate = newestReleaseDate(await readFile(releaseDatesFile, 'utf8').catch(() => ''));

@@ -5,7 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { planBuild } from '../../../../src/host/plan/plan-build.js';
 import { makePlan } from '../../../../src/host/plan/plan.js';
 import { resolveConfig } from '../../../../src/host/config/config.js';
-import { mmdebstrapArgs, newestReleaseDate } from '../../../../src/host/tools/mmdebstrap.js';
+import { fetchReleaseDate, mmdebstrapArgs, newestReleaseDate } from '../../../../src/host/tools/mmdebstrap.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { REPO } from '../../../helpers/cli.js';
 
 const FIXTURE_LAYER = join(REPO, 'test/fixtures/layers/serial-console');
@@ -115,6 +117,26 @@ describe('plan', () => {
     expect(newestReleaseDate('Mon, 02 Mar 2026 14:00:00 +0100\n')).toBe(Date.UTC(2026, 2, 2, 13, 0, 0) / 1000);
     expect(newestReleaseDate('')).toBeUndefined();
     expect(newestReleaseDate('not a date\n')).toBeUndefined();
+  });
+
+  it("fetches the archive's Release date before the build (each mirror's InRelease), so mmdebstrap stamps with it", async () => {
+    const server = createServer((req, res) => {
+      if (req.url === '/debian/dists/forky/InRelease') res.end('-----BEGIN PGP SIGNED MESSAGE-----\nOrigin: Debian\nDate: Thu, 30 Oct 2026 08:08:01 UTC\nValid-Until: Thu, 06 Nov 2026 08:08:01 UTC\n');
+      else if (req.url === '/extra/dists/extra/InRelease') res.end('Date: Sat, 01 Nov 2026 00:00:00 UTC\n');
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const { plan } = await planBuild(resolveConfig({ mirrors: [`${url}/debian`] }, {}), { env: {} });
+      expect(await fetchReleaseDate(plan.base)).toBe(Date.UTC(2026, 9, 30, 8, 8, 1) / 1000);
+      const withExtra = (await planBuild(resolveConfig({ mirrors: [`${url}/debian`], apt: { extra_sources: [{ uris: [`${url}/extra`], suites: ['extra'], components: ['main'] }] } }, {}), { env: {} })).plan;
+      expect(await fetchReleaseDate(withExtra.base)).toBe(Date.UTC(2026, 10, 1) / 1000);
+      const nowhere = (await planBuild(resolveConfig({ mirrors: [`${url}/nothing`] }, {}), { env: {} })).plan;
+      expect(await fetchReleaseDate(nowhere.base)).toBeUndefined();
+    } finally {
+      server.close();
+    }
   });
 
   it('puts no unit name into the hook shell that is not one (base_enable from a layer)', async () => {
