@@ -112,7 +112,7 @@ export interface Plan {
   readonly warnings: readonly string[];
 }
 
-/** The built-in layer that installs an engine's runtime from Debian packages; dllama's binaries come from engine.dllama_dir. */
+/** The built-in layer that installs an engine's runtime from Debian packages; dllama's binaries are compiled (engine.source) or brought (engine.dllama_dir). */
 export const ENGINE_LAYERS: Partial<Record<EngineName, string>> = { 'llama.cpp': 'engine-llama-cpp' };
 
 /** The parts of a plan overlay templates and cmdline words see. */
@@ -279,6 +279,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
 
   // The image is identified by its content: the same file under another path or URL is the same base.
   const baseKey = contentHash({ recipe: STAGE_RECIPES.base, base: { ...base, image: base.image?.sha256, keyrings: base.keyrings.map((k) => k.sha256) } });
+  const system = planSystem(config);
   // The tarball is identified by its hash, wherever it lies.
   const engineKey = node.engineBuild ? contentHash({ recipe: STAGE_RECIPES.engine, build: { ...node.engineBuild, source: undefined } }) : undefined;
   const layersKey = contentHash({
@@ -289,7 +290,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
     boot,
     tuning: planTuning,
     bootloader,
-    system: planSystem(config),
+    system,
     node: { settings: node.settings, files: node.files.map(({ source: _source, ...f }) => f), authorizedKeys: node.authorizedKeys },
     sde: sourceDateEpoch.value,
     ...(engineKey ? { engine: engineKey } : {}),
@@ -300,7 +301,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
     board: identity.board,
     role: identity.role,
     hostname: identity.hostname,
-    system: planSystem(config),
+    system,
     base,
     layers: plannedLayers,
     tuning: planTuning,
