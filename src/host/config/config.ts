@@ -85,6 +85,7 @@ export function flagAttribute(flag: string): string {
 /** Converts a flag's raw text to the schema's type, leaving bad input for the validator to name. */
 export function coerceFlagValue(schema: JsonSchema, raw: unknown): unknown {
   if (schema.type === 'integer' && typeof raw === 'string' && /^-?\d+$/.test(raw)) return Number(raw);
+  if (schema.type === 'number' && typeof raw === 'string' && /^-?(\d+\.?\d*|\.\d+)$/.test(raw)) return Number(raw);
   return raw;
 }
 

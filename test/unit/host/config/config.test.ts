@@ -24,6 +24,9 @@ describe('configuration', () => {
     expect(config.board).toBe('qemu');
     expect(config.compression.level).toBe(9);
     expect(config.apt.check_valid_until).toBe(false);
+    // A number flag (not only whole numbers) arrives as a number; text stays text for the validator to name.
+    expect(resolveConfig({}, { engine: 'dllama', engineTemperature: '0.7' }).engine.temperature).toBe(0.7);
+    expect(() => resolveConfig({}, { engine: 'dllama', engineTemperature: 'warm' })).toThrow(/key "engine.temperature": value "warm" is not of type number/);
   });
 
   it('names an unknown key and what is allowed', () => {
