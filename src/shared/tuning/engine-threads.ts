@@ -8,10 +8,12 @@ export const ENGINE_THREADS_ENV = 'PI_IMAGE_ENGINE_THREADS';
 export const cpuAffinityCount = (cpuAffinity: string) => new Set(parseCpuList(cpuAffinity)).size;
 
 /**
- * Threads for the engine: one per CPU it is pinned to (every active lever's CPUAffinity, merged
- * as systemd merges them), else every core but one, which is left to the network.
+ * Threads for the engine: one per CPU it is pinned to that this machine has (every active
+ * lever's CPUAffinity, merged as systemd merges them), else every core but one, which is left
+ * to the network. Never more than the cores: dllama refuses to start with more threads.
  */
 export function engineThreads(levers: readonly ResolvedLever[], cores: number): number {
   const cpus = new Set(activeLevers(levers).flatMap((l) => parseCpuList(l.apply.engine?.CPUAffinity ?? '')));
-  return cpus.size || Math.max(1, cores - 1);
+  const present = [...cpus].filter((cpu) => cpu < cores).length;
+  return present || Math.max(1, cores - 1);
 }

@@ -19,6 +19,13 @@ describe('engine threads', () => {
     expect(engineThreads([], 1)).toBe(1);
   });
 
+  it('counts only the pinned CPUs this machine has: a 1- or 2-CPU VM built with the Pi 5 profile', () => {
+    const pinned = [lever('engine_cpus', { engine: { CPUAffinity: '1-3' } })];
+    expect(engineThreads(pinned, 4)).toBe(3);
+    expect(engineThreads(pinned, 2)).toBe(1);
+    expect(engineThreads(pinned, 1)).toBe(1);
+  });
+
   it('counts the CPUs of a CPUAffinity value', () => {
     expect(cpuAffinityCount('0-2')).toBe(3);
     expect(cpuAffinityCount('0-2,5')).toBe(4);
