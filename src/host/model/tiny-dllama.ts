@@ -36,8 +36,13 @@ export const TINY_DLLAMA_DEFAULTS = { seed: 7, dim: 256, hiddenDim: 512, layers:
 
 /** The tokenizer's special tokens, after every regular one (dllama takes every id below BOS as regular). */
 const SPECIALS = ['<s>', '<|im_start|>', '<|im_end|>', '</s>'] as const;
-/** Regular tokens beyond the 256 single bytes; the vocabulary stays a multiple of the node count. */
-const WORDS = [' the', ' pi', ' cluster', ' node', 'Hello', ' from', ' image', ' llama', ' token', ' is', ' a', ' on', ' of', ' and', ' to', ' in'];
+/**
+ * Regular tokens beyond the 256 single bytes; the vocabulary stays a multiple of the node count.
+ * `t\n` merges at the end of every chat prompt (chatml ends it with `assistant\n`): dllama-api
+ * 0.16 feeds the token one past the prompt as the first generation input, which after at least
+ * one merge is a stale but valid id, and otherwise uninitialised memory (a segfault).
+ */
+const WORDS = [' the', ' pi', ' cluster', ' node', 'Hello', ' from', ' image', ' llama', ' token', ' is', ' a', ' on', ' of', ' and', ' to', 't\n'];
 const CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 export function tinyDllamaVocabulary(): { tokens: Buffer[]; bosId: number; eosIds: number[] } {
