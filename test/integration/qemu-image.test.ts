@@ -284,9 +284,10 @@ describe('qemu board image', () => {
       expect(await vm.check('/usr/local/bin/pi-image-test-marker')).toBe('changed pi-test');
     });
 
-    it("keeps the config's time zone (timedatectl reads it)", async () => {
+    it("keeps the config's time zone (timedatectl reads it) and the default locale", async () => {
       expect(await vm.check('timedatectl show -p Timezone --value')).toBe('Europe/Berlin');
       expect(await vm.check('date +%Z')).toMatch(/^CES?T$/);
+      expect(await vm.check('cat /etc/default/locale')).toBe('LANG=C.UTF-8');
     });
   });
 });

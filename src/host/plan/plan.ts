@@ -17,7 +17,7 @@ import type { EngineName } from '../../shared/engines/adapter.js';
  * Bump when what a stage produces changes for the same inputs (e.g. a new mke2fs option),
  * so old cache entries are not reused.
  */
-const STAGE_RECIPES = { base: 1, layers: 1, engine: 1 };
+const STAGE_RECIPES = { base: 1, layers: 2, engine: 1 };
 
 /** Everything a plan is made from: the config, and what planBuild read from the catalog and the files the config names. */
 export interface PlanInputs {
@@ -69,7 +69,7 @@ export interface Plan {
   readonly board: Readonly<{ name: string; description: string; arch: string }>;
   readonly role: Config['role'];
   readonly hostname: string;
-  /** /etc/localtime, /etc/timezone and /etc/default/locale. */
+  /** /etc/localtime, /etc/timezone and /etc/locale.conf. */
   readonly system: Readonly<{ timezone: string; locale: string }>;
   readonly base: Readonly<{
     suite: string;

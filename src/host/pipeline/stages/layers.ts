@@ -43,13 +43,19 @@ function nodeEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
   ];
 }
 
-/** Time zone and locale: the files timedatectl and localectl would write. */
+/**
+ * Time zone and locale: the files timedatectl and localectl would write. The locale lives in
+ * /etc/locale.conf; Debian's tmpfiles.d (debian.conf) turns /etc/default/locale into a link
+ * to it at every boot, replacing a file written there.
+ */
 function systemEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
   const file = (name: string, text: string): [string, OverlayEntry] => [name, { header: { name, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime, size: Buffer.byteLength(text) }, content: Buffer.from(text) }];
+  const link = (name: string, linkname: string): [string, OverlayEntry] => [name, { header: { name, type: 'symlink', linkname, mode: 0o777, uid: 0, gid: 0, mtime } }];
   return [
     file('etc/timezone', `${plan.system.timezone}\n`),
-    ['etc/localtime', { header: { name: 'etc/localtime', type: 'symlink', linkname: `/usr/share/zoneinfo/${plan.system.timezone}`, mode: 0o777, uid: 0, gid: 0, mtime } }],
-    file('etc/default/locale', `LANG=${plan.system.locale}\n`),
+    link('etc/localtime', `/usr/share/zoneinfo/${plan.system.timezone}`),
+    file('etc/locale.conf', `LANG=${plan.system.locale}\n`),
+    link('etc/default/locale', '../locale.conf'),
   ];
 }
 

@@ -79,7 +79,9 @@ describe('layers stage', async () => {
   it("writes the config's time zone (replacing the base's) and locale", () => {
     expect(entries.get('etc/localtime')?.header).toMatchObject({ type: 'symlink', linkname: '/usr/share/zoneinfo/Europe/Berlin' });
     expect(entries.get('etc/timezone')?.content).toBe('Europe/Berlin\n');
-    expect(entries.get('etc/default/locale')?.content).toBe('LANG=de_DE.UTF-8\n');
+    expect(entries.get('etc/locale.conf')?.content).toBe('LANG=de_DE.UTF-8\n');
+    // As Debian's tmpfiles.d makes it at every boot (a file there would be replaced).
+    expect(entries.get('etc/default/locale')?.header).toMatchObject({ type: 'symlink', linkname: '../locale.conf' });
   });
 
   it('sets owner, mode and mtime per entry', () => {
