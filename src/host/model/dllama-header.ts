@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 
 /** distributed-llama's .m model header: a magic number, the header's size, then (key, value) int32 pairs. */
-const MAGIC = 0xa00abcd;
+export const DLLAMA_MODEL_MAGIC = 0xa00abcd;
 const KEYS = { version: 0, dim: 2, nLayers: 4, nHeads: 5, nKvHeads: 6, vocabSize: 9, maxSeqLen: 10, headDim: 19 } as const;
 
 export interface DllamaHeader {
@@ -21,7 +21,7 @@ export async function readDllamaHeader(path: string): Promise<DllamaHeader> {
   try {
     const head = Buffer.alloc(8);
     const { bytesRead } = await handle.read(head, 0, 8, 0);
-    if (bytesRead < 8 || head.readInt32LE(0) !== MAGIC) throw new Error('it is not a distributed-llama model (.m): no 0xA00ABCD magic at its start');
+    if (bytesRead < 8 || head.readInt32LE(0) !== DLLAMA_MODEL_MAGIC) throw new Error('it is not a distributed-llama model (.m): no 0xA00ABCD magic at its start');
     const size = head.readInt32LE(4);
     if (size < 8 || size > 4096 || (size - 8) % 8 !== 0) throw new Error(`its header size ${size} is impossible`);
     const data = Buffer.alloc(size - 8);

@@ -1,3 +1,4 @@
+import { DLLAMA_MODEL_MAGIC } from './dllama-header.js';
 import { prng } from './tiny-gguf.js';
 
 /**
@@ -102,6 +103,20 @@ export function quantizeQ40(values: Float32Array): Buffer {
   return out;
 }
 
+const TOKENIZER_MAGIC = 0x567124;
+
+/** The header both dllama files start with: magic, the header's size, then int32 (key, value) pairs. */
+export function keyValueHeader(magic: number, pairs: readonly (readonly [number, number])[]): Buffer {
+  const head = Buffer.alloc(8 + pairs.length * 8);
+  head.writeInt32LE(magic, 0);
+  head.writeInt32LE(head.length, 4);
+  pairs.forEach(([k, v], i) => {
+    head.writeInt32LE(k, 8 + i * 8);
+    head.writeInt32LE(v, 12 + i * 8);
+  });
+  return head;
+}
+
 const f32 = (values: Float32Array) => Buffer.from(values.buffer, values.byteOffset, values.byteLength);
 
 /** The .m model: header, then the tensors in the order src/llm.cpp loads them. */
@@ -138,13 +153,7 @@ export function tinyDllamaModel(options: TinyDllamaOptions = {}): Buffer {
     [KEY.ropeType, ROPE_LLAMA],
     [KEY.normEpsilon, EPSILON_1E5],
   ];
-  const head = Buffer.alloc(8 + header.length * 8);
-  head.writeInt32LE(0xa00abcd, 0);
-  head.writeInt32LE(head.length, 4);
-  header.forEach(([k, v], i) => {
-    head.writeInt32LE(k, 8 + i * 8);
-    head.writeInt32LE(v, 12 + i * 8);
-  });
+  const head = keyValueHeader(DLLAMA_MODEL_MAGIC, header);
 
   const s = 1 / Math.sqrt(o.dim);
   const parts: Buffer[] = [head, f32(uniform(vocab * o.dim, 1))];
@@ -190,13 +199,7 @@ export function tinyDllamaTokenizer(): Buffer {
     [9, eosIds.length], // n_eos_tokens
     [10, 0], // add_bos
   ];
-  const head = Buffer.alloc(8 + params.length * 8);
-  head.writeInt32LE(0x567124, 0);
-  head.writeInt32LE(head.length, 4);
-  params.forEach(([k, v], i) => {
-    head.writeInt32LE(k, 8 + i * 8);
-    head.writeInt32LE(v, 12 + i * 8);
-  });
+  const head = keyValueHeader(TOKENIZER_MAGIC, params);
   const eos = Buffer.alloc(eosIds.length * 4);
   eosIds.forEach((id, i) => eos.writeInt32LE(id, i * 4));
   const entries = tokens.map((t, id) => {

@@ -4,10 +4,9 @@ import { join } from 'node:path';
 import { PiImageError } from '../errors.js';
 import { keyId, publicKeyFromPem } from '../../shared/ota/manifest.js';
 
-/**
- * The cluster owner's update key: an Ed25519 pair. The private half stays on the host (0600,
- * refused when others can read it, as ssh does); images trust the public half.
- */
+// The cluster owner's update key: an Ed25519 pair. The private half stays on the host (0600,
+// refused when others can read it, as ssh does); images trust the public half.
+
 /** A key pair as the files hold it: a new one, or the public half of `privateKey`. */
 export function keyPairPem(privateKey: KeyObject = generateKeyPairSync('ed25519').privateKey): { privatePem: string; publicPem: string } {
   return {

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { NodeMemory } from './memory-budget.js';
 import type { Plan } from './plan.js';
 
 const MIB = 1024 * 1024;
@@ -45,6 +46,6 @@ export function planSummary(plan: Plan): string {
 
 function memoryLine(memory: Plan['node']['memory']): string {
   if (!memory) return 'no budget (no model, or its header does not tell its shape)';
-  const one = (n: NonNullable<typeof memory.worker>) => `${n.role} ${n.totalMib} MiB (weights ${n.weightsMib}, KV cache ${n.kvCacheMib}, buffers ${n.buffersMib}, OS ${n.reservedMib})`;
-  return `${[memory.root, memory.worker].filter((n) => n !== undefined).map((n) => one(n as NonNullable<typeof memory.worker>)).join('; ')} of ${memory.ramMib} MiB each`;
+  const one = (n: NodeMemory) => `${n.role} ${n.totalMib} MiB (weights ${n.weightsMib}, KV cache ${n.kvCacheMib}, buffers ${n.buffersMib}, OS ${n.reservedMib})`;
+  return `${[memory.root, memory.worker].filter((n): n is NodeMemory => n !== undefined).map(one).join('; ')} of ${memory.ramMib} MiB each`;
 }
