@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import type { LaunchLine } from '../shared/engines/adapter.js';
 import { writeFileAtomic } from '../shared/atomic-write.js';
@@ -11,10 +11,12 @@ async function isExecutable(path: string): Promise<boolean> {
 
 /** The absolute path of an engine command: the bring-your-own bin folder first, then PATH. */
 export async function resolveCommand(command: string, binDirs: string[], path = process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'): Promise<string> {
+  // Through links (the runtime's `current`): the launch line names the version it runs, and a
+  // switch of the link does not change what a running engine is.
   if (command.startsWith('/')) {
-    if (await isExecutable(command)) return command;
+    if (await isExecutable(command)) return realpath(command);
   } else {
-    for (const dir of [...binDirs, ...path.split(delimiter)].filter(Boolean)) if (await isExecutable(join(dir, command))) return join(dir, command);
+    for (const dir of [...binDirs, ...path.split(delimiter)].filter(Boolean)) if (await isExecutable(join(dir, command))) return realpath(join(dir, command));
   }
   throw new Error(`engine command ${command} is not installed on this node (looked in ${[...binDirs, 'PATH'].join(', ')})`);
 }
@@ -47,6 +49,12 @@ export async function startEngineUnit(line: LaunchLine, binDirs: string[], adopt
   const r = await run('systemctl', ['restart', ENGINE_UNIT]);
   if (r.code !== 0) throw new Error(`systemctl restart ${ENGINE_UNIT}: ${r.stderr.trim()}`);
   return { command, kept: false };
+}
+
+/** The id of the engine unit's current run (a new one at every start, restarts by systemd included). */
+export async function engineInvocation(): Promise<string | undefined> {
+  const r = await run('systemctl', ['show', '-p', 'InvocationID', '--value', ENGINE_UNIT]);
+  return r.stdout.trim() || undefined;
 }
 
 export async function stopEngineUnit(): Promise<void> {

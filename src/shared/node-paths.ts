@@ -41,8 +41,21 @@ export const RUN_DIR = '/run/pi-image';
 export const STATUS_SOCKET = `${RUN_DIR}/agent.sock`;
 /** The engine's launch line, written by the agent and read by the engine unit. */
 export const ENGINE_ENV_PATH = `${RUN_DIR}/engine.env`;
+/** The engine unit's last exit, `<invocation id> <result> <exit code> <exit status>`, written by its ExecStopPost for the agent. */
+export const ENGINE_EXIT_PATH = `${RUN_DIR}/engine-exit`;
 
-export const ENGINE_BIN_DIR = '/opt/pi-image/engine/bin';
+/**
+ * Engine runtimes as versioned folders, the one layout an image's first runtime and an OTA
+ * update share: versions/<version>/ (never changed once in place) and a `current` link the
+ * engine runs from, switched by renaming a new link over it.
+ */
+export const RUNTIME_DIR = '/opt/pi-image/runtime';
+export const RUNTIME_CURRENT = `${RUNTIME_DIR}/current`;
+export const runtimeVersionDir = (version: string) => `${RUNTIME_DIR}/versions/${version}`;
+/** In each runtime version's folder: its engine, version and each role's program (RuntimeInfo). */
+export const RUNTIME_INFO = '.pi-image-runtime.json';
+/** OTA bundles the root received, and its record of the update in progress. */
+export const OTA_DIR = `${STATE_DIR}/ota`;
 /** The unit every engine runs in, so the tuning profile's drop-in applies to it. */
 export const ENGINE_UNIT = 'pi-image-engine.service';
 

@@ -17,6 +17,7 @@ import { flash } from '../../src/host/flash/flash.js';
 import { parseBmap } from '../../src/host/flash/bmap.js';
 import { bmapByteRanges } from '../../src/host/flash/ranges.js';
 import { MALFORMED_REQUESTS } from '../helpers/malformed-requests.js';
+import { startTimeServer, type TimeServer } from '../helpers/time-server.js';
 
 /**
  * One --role auto image on three emulated nodes assembles into a cluster by
@@ -27,6 +28,8 @@ import { MALFORMED_REQUESTS } from '../helpers/malformed-requests.js';
 const work = mkdtempSync(join(tmpdir(), 'pi-image-cluster-it-'));
 const SECRET = readFileSync(join(REPO, 'test/fixtures/cluster.secret'), 'utf8').trim();
 const INTRUDER = 3;
+/** chronyd on the emulated LAN, the nodes' configured time server. */
+const TIME_SERVER = '169.254.250.1';
 const PROMPT = 'hello pi cluster';
 const figures: string[] = [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -38,6 +41,7 @@ afterAll(() => {
 
 describe('cluster of three emulated nodes', () => {
   let cluster: EmulatedCluster;
+  let timeServer: TimeServer | undefined;
   let started = 0;
   let rootIndex = -1;
   let rootId = '';
@@ -106,7 +110,7 @@ describe('cluster of three emulated nodes', () => {
   beforeAll(async () => {
     const model = join(work, 'tiny.gguf');
     writeFileSync(model, demoGguf());
-    const common = ['build', '--board', 'qemu', ...QEMU_TEST_FLAGS, '--layer', join(REPO, 'test/fixtures/layers/serial-console'), '--cluster', 'test', '--cluster-size', '3', '--failover-grace', '3600', '--model', model, '--context-length', '256', '--ssh-key', join(REPO, 'test/fixtures/test-login-key.pub')];
+    const common = ['build', '--board', 'qemu', ...QEMU_TEST_FLAGS, '--layer', join(REPO, 'test/fixtures/layers/serial-console'), '--cluster', 'test', '--cluster-size', '3', '--failover-grace', '3600', '--model', model, '--context-length', '256', '--ntp-server', TIME_SERVER, '--ssh-key', join(REPO, 'test/fixtures/test-login-key.pub')];
     const env = { PI_IMAGE_CACHE: TEST_CACHE };
     for (const [args, what] of [
       [[...common, '--out', join(work, 'out')], 'cluster image'],
@@ -129,12 +133,14 @@ describe('cluster of three emulated nodes', () => {
         if (process.env.PI_IMAGE_TEST_CONSOLES) appendFileSync(join(process.env.PI_IMAGE_TEST_CONSOLES, `node${i + 1}.log`), text);
       },
     });
+    timeServer = await startTimeServer(cluster.lan.namespace, TIME_SERVER, work);
     started = Date.now();
     for (const i of [0, 1, 2]) cluster.startNode(i);
     for (const i of [0, 1, 2]) await loggedIn(i);
   }, 45 * 60_000);
 
   afterAll(async () => {
+    await timeServer?.stop();
     await cluster?.stop();
   });
 
@@ -237,7 +243,7 @@ describe('cluster of three emulated nodes', () => {
     expect(new Set(machineIds).size).toBe(3);
   }, 5 * 60_000);
 
-  it('runs every engine process as its own unprivileged user, hardened, and the agent with one capability; keeps the clock with timesyncd', async () => {
+  it('runs every engine process as its own unprivileged user, hardened, and the agent with one capability; keeps the clock synchronised from the LAN time server (timesyncd)', async () => {
     // The unit's dynamic user (a UID systemd allocates at each start), never root.
     const uids = async (i: number, name: string) => (await vm(i).check(`ps -o uid= -C ${name} | tr -d ' ' | sort -u`)).split('\n').filter(Boolean);
     const unitUid = async (i: number) => vm(i).check('systemctl show -p UID --value pi-image-engine');
@@ -258,7 +264,12 @@ describe('cluster of three emulated nodes', () => {
       figures.push(`systemd-analyze security ${unit}.service: ${score} ${level}`);
       if (unit === 'pi-image-engine') expect(['SAFE', 'OK', 'MEDIUM']).toContain(level);
     }
-    expect(await vm(rootIndex).check('systemctl is-enabled systemd-timesyncd; systemctl is-active systemd-timesyncd')).toBe('enabled\nactive');
+    // No real-time clock on a Pi: every node sets its clock from the configured LAN time server.
+    for (const i of [0, 1, 2]) {
+      expect(await vm(i).check('systemctl is-enabled systemd-timesyncd; systemctl is-active systemd-timesyncd')).toBe('enabled\nactive');
+      const synced = await vm(i).run('for n in $(seq 90); do [ "$(timedatectl show -p NTPSynchronized --value)" = yes ] && break; sleep 2; done; timedatectl show -p NTPSynchronized --value; timedatectl show-timesync -p ServerAddress --value', 5 * 60_000);
+      expect(synced.output.trim().split('\n'), `node${i + 1}: ${synced.output}`).toEqual(['yes', TIME_SERVER]);
+    }
     // The engine's resident size against the budget the build computed for each role.
     for (const [i, role] of [[rootIndex, 'root'], [workers()[0] as number, 'worker']] as const) {
       const { engineMemory } = JSON.parse((await vm(i).run('pi-node doctor --json', 3 * 60_000)).output) as { engineMemory: { status: string; role: string; residentMib: number; budgetMib: number } };

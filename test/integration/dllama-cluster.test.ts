@@ -1,5 +1,6 @@
 import { execa, type ResultPromise } from 'execa';
-import { appendFileSync, chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -26,40 +27,67 @@ afterAll(() => {
   if (figures.length) process.stdout.write(`\ndllama cluster figures:\n  ${figures.join('\n  ')}\n`);
 });
 
+/** The qemu image with dllama compiled from the release tarball of `version`, the tiny model baked in. */
+async function buildImage(version: keyof typeof DLLAMA_SOURCES, out: string, extra: string[] = []) {
+  const { file, sha256 } = DLLAMA_SOURCES[version];
+  const built = await runCli(
+    [
+      'build', '--board', 'qemu', ...QEMU_TEST_FLAGS,
+      // The llama.cpp layer too keeps the suite's cached base (its package set is the cache key).
+      '--layer', 'engine-llama-cpp', '--layer', join(REPO, 'test/fixtures/layers/serial-console'),
+      '--engine', 'dllama', '--engine-source', vendored(file), '--engine-sha256', sha256, '--engine-temperature', '0',
+      '--cluster', 'dl', '--cluster-size', '2', '--model', join(work, 'tiny.m'), '--tokenizer', join(work, 'tiny.t'), '--context-length', '256',
+      ...extra, '--json', '--out', out,
+    ],
+    { env: { PI_IMAGE_CACHE: TEST_CACHE } },
+  );
+  expectOk(built);
+  return built;
+}
+
+/** Waits until a node answers /healthz as a ready root with its worker; its API port. */
+async function waitServing(cluster: EmulatedCluster, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    for (const port of cluster.apiPorts) {
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(5000) }).then((r) => (r.ok ? (r.json() as Promise<{ ready?: boolean; workers?: unknown[] }>) : undefined), () => undefined);
+      if (health?.ready && health.workers?.length === 1) return port;
+    }
+    await sleep(5000);
+  }
+  const states = await Promise.all(cluster.vms.map((vm) => vm.run('pi-node status; journalctl -u pi-image-agent -u pi-image-engine --no-pager | tail -n 40', 60_000).then((r) => r.output, () => '')));
+  throw new Error(`the dllama cluster did not serve within ${timeoutMs / 60_000} min:\n${states.join('\n---\n')}`);
+}
+
+const bootCluster = (image: string, firstApiPort: number, label: string) =>
+  startCluster({
+    image,
+    nodes: 2,
+    cpus: 1,
+    memoryMib: 1024,
+    firstApiPort,
+    onOutput: (i, text) => {
+      if (process.env.PI_IMAGE_TEST_CONSOLES) appendFileSync(join(process.env.PI_IMAGE_TEST_CONSOLES, `${label}-node${i + 1}.log`), text);
+    },
+  });
+
+writeFileSync(join(work, 'tiny.m'), tinyDllamaModel());
+writeFileSync(join(work, 'tiny.t'), tinyDllamaTokenizer());
+/** The cluster's answer at temperature 0, which every other run must give too. */
+let clusterAnswer = '';
+/** The engine stage's cache entry of v0.16.4 (its binaries: a runtime bundle's content). */
+let engineKey = '';
+
 describe('a dllama cluster of two emulated nodes, dllama built from source', () => {
   let cluster: EmulatedCluster;
-  let engineKey = '';
   const out = join(work, 'out');
   const image = join(out, 'pi-image-qemu.img');
 
   beforeAll(async () => {
-    writeFileSync(join(work, 'tiny.m'), tinyDllamaModel());
-    writeFileSync(join(work, 'tiny.t'), tinyDllamaTokenizer());
-    const { file, sha256 } = DLLAMA_SOURCES['0.16.4'];
-    const built = await runCli(
-      [
-        'build', '--board', 'qemu', ...QEMU_TEST_FLAGS,
-        // The llama.cpp layer too keeps the suite's cached base (its package set is the cache key).
-        '--layer', 'engine-llama-cpp', '--layer', join(REPO, 'test/fixtures/layers/serial-console'),
-        '--engine', 'dllama', '--engine-source', vendored(file), '--engine-sha256', sha256, '--engine-temperature', '0',
-        '--cluster', 'dl', '--cluster-size', '2', '--model', join(work, 'tiny.m'), '--tokenizer', join(work, 'tiny.t'), '--context-length', '256',
-        '--json', '--out', out,
-      ],
-      { env: { PI_IMAGE_CACHE: TEST_CACHE } },
-    );
-    expectOk(built);
+    const built = await buildImage('0.16.4', out);
     expect(Object.keys(stageCaching(built))).toEqual(['base', 'engine', 'layers', 'disk', 'artifacts']);
     engineKey = (JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { inputs: { cache_keys: { engine: string } } }).inputs.cache_keys.engine;
-    cluster = await startCluster({
-      image,
-      nodes: 2,
-      cpus: 1,
-      memoryMib: 1024,
-      firstApiPort: 18210,
-      onOutput: (i, text) => {
-        if (process.env.PI_IMAGE_TEST_CONSOLES) appendFileSync(join(process.env.PI_IMAGE_TEST_CONSOLES, `dllama-node${i + 1}.log`), text);
-      },
-    });
+    cluster = await bootCluster(image, 18210, 'dllama');
   }, 45 * 60_000);
 
   afterAll(async () => {
@@ -72,31 +100,14 @@ describe('a dllama cluster of two emulated nodes, dllama built from source', () 
     const table = await readPartitionTable(image, silentReporter);
     const rootfs = `${image}?offset=${(table.partitions[1] as { start: number }).start * 512}`;
     for (const binary of ['dllama', 'dllama-api']) {
-      expect((await execa('debugfs', ['-R', `stat /opt/pi-image/engine/bin/${binary}`, rootfs])).stdout, binary).toMatch(/Type: regular\s+Mode:\s+0755/);
+      expect((await execa('debugfs', ['-R', `stat /opt/pi-image/runtime/versions/0.16.4/${binary}`, rootfs])).stdout, binary).toMatch(/Type: regular\s+Mode:\s+0755/);
     }
   });
 
-  let clusterAnswer = '';
-
   it('assembles with no input and serves the official client, streamed and not, with finish_reason set', async () => {
     const started = Date.now();
-    const deadline = started + 25 * 60_000;
-    let ready = false;
-    while (!ready && Date.now() < deadline) {
-      for (const port of cluster.apiPorts) {
-        const health = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(5000) }).then((r) => (r.ok ? (r.json() as Promise<{ ready?: boolean; workers?: unknown[] }>) : undefined), () => undefined);
-        if (health?.ready && health.workers?.length === 1) ready = true;
-      }
-      if (!ready) await sleep(5000);
-    }
-    if (!ready) {
-      const states = await Promise.all(cluster.vms.map((vm) => vm.run('pi-node status; journalctl -u pi-image-agent -u pi-image-engine --no-pager | tail -n 40', 60_000).then((r) => r.output, () => '')));
-      throw new Error(`the dllama cluster did not serve within 25 min:\n${states.join('\n---\n')}`);
-    }
+    const rootPort = await waitServing(cluster, 25 * 60_000);
     figures.push(`VM start to a ready dllama root with its worker: ${Math.round((Date.now() - started) / 1000)} s`);
-    const rootPort = (
-      await Promise.all(cluster.apiPorts.map(async (port) => ((await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.json(), () => ({}))) as { ready?: boolean }).ready ? port : 0))
-    ).find(Boolean) as number;
     const client = new OpenAI({ baseURL: `http://127.0.0.1:${rootPort}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10 * 60_000 });
     const plain = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: PROMPT }], max_tokens: 12 });
     expect(plain.choices[0]?.finish_reason).toMatch(/^(stop|length)$/);
@@ -113,6 +124,26 @@ describe('a dllama cluster of two emulated nodes, dllama built from source', () 
     figures.push(`answer on 2 nodes: ${JSON.stringify(clusterAnswer)}`);
   }, 30 * 60_000);
 
+  it("restarts a crashed dllama-api and reports it; the cluster serves the same text again", async () => {
+    const rootIndex = (await Promise.all(cluster.vms.map(async (vm) => (JSON.parse(await vm.check('pi-node status --json')) as { role: string }).role))).indexOf('root');
+    const root = cluster.vms[rootIndex] as (typeof cluster.vms)[number];
+    const crashedAt = Date.now();
+    await root.check('kill -SEGV $(systemctl show -p MainPID --value pi-image-engine)');
+    let status: { engine: { state: string; crashes: number; lastCrash?: string } } | undefined;
+    const deadline = Date.now() + 10 * 60_000;
+    while (Date.now() < deadline) {
+      status = JSON.parse(await root.check('pi-node status --json')) as typeof status;
+      if (status?.engine.crashes === 1 && status.engine.state === 'ready') break;
+      await sleep(3000);
+    }
+    expect(status?.engine).toMatchObject({ state: 'ready', crashes: 1, lastCrash: expect.stringMatching(/signal SEGV at /) });
+    expect(await root.check('journalctl -u pi-image-agent --no-pager | grep -c "engine crashed: .*signal SEGV"')).toBe('1');
+    figures.push(`dllama-api crash (SIGSEGV) to serving again: ${Math.round((Date.now() - crashedAt) / 1000)} s`);
+    const client = new OpenAI({ baseURL: `http://127.0.0.1:${cluster.apiPorts[rootIndex]}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10 * 60_000 });
+    const again = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: PROMPT }], max_tokens: 12 });
+    expect(again.choices[0]?.message.content).toBe(clusterAnswer);
+  }, 15 * 60_000);
+
   it('answers with the text of one node alone (the same dllama-api under qemu-user on this machine)', async () => {
     const binary = join(TEST_CACHE, 'engine', engineKey, 'bin/dllama-api');
     chmodSync(binary, 0o755);
@@ -128,4 +159,120 @@ describe('a dllama cluster of two emulated nodes, dllama built from source', () 
       alone.kill();
     }
   }, 5 * 60_000);
+});
+
+describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', () => {
+  let cluster: EmulatedCluster;
+  const out = join(work, 'out-0.16.3');
+
+  beforeAll(async () => {
+    expectOk(await runCli(['keys', 'new', '--dir', work, '--name', 'ota']));
+    const built = await buildImage('0.16.3', out, ['--ota-key', join(work, 'ota.pub')]);
+    expect(Object.keys(stageCaching(built))).toEqual(['base', 'engine', 'layers', 'disk', 'artifacts']);
+    cluster = await bootCluster(join(out, 'pi-image-qemu.img'), 18220, 'dllama-0.16.3');
+  }, 45 * 60_000);
+
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('assembles with no input and serves the same answer', async () => {
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { engine_build: unknown };
+    expect(manifest.engine_build).toMatchObject({ engine: 'dllama', version: '0.16.3' });
+    const started = Date.now();
+    const rootPort = await waitServing(cluster, 25 * 60_000);
+    figures.push(`v0.16.3: VM start to a ready dllama root with its worker: ${Math.round((Date.now() - started) / 1000)} s`);
+    const root = cluster.vms[cluster.apiPorts.indexOf(rootPort)] as (typeof cluster.vms)[number];
+    const line = (JSON.parse(await root.check('pi-node status --json')) as { engine: { command: string } }).engine.command;
+    expect(line).toMatch(/dllama-api --port \d+ /);
+    expect(line).not.toContain('--host');
+    const client = new OpenAI({ baseURL: `http://127.0.0.1:${rootPort}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10 * 60_000 });
+    const answer = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: PROMPT }], max_tokens: 12 });
+    expect(answer.choices[0]?.finish_reason).toMatch(/^(stop|length)$/);
+    expect(answer.choices[0]?.message.content).toBe(clusterAnswer);
+  }, 30 * 60_000);
+
+  /** `pi-image ota …` against the root's OTA push port. */
+  const ota = (args: string[]) => runCli(['ota', ...args, '--cluster', `127.0.0.1:${cluster.otaPorts[rootIndex]}`, '--key', join(work, 'ota.key')], { env: { PI_IMAGE_CACHE: TEST_CACHE } });
+  let rootIndex = -1;
+  const engineLine = async () => (JSON.parse(await (cluster.vms[rootIndex] as (typeof cluster.vms)[number]).check('pi-node status --json')) as { engine: { command: string } }).engine.command;
+  const answer = async () => {
+    const client = new OpenAI({ baseURL: `http://127.0.0.1:${cluster.apiPorts[rootIndex]}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 10 * 60_000 });
+    return (await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: PROMPT }], max_tokens: 12 })).choices[0]?.message.content;
+  };
+  interface OtaStatus {
+    runtime: { current: string; previous?: string };
+    nodes: { runtime: { current: string; previous?: string } }[];
+    last?: { phase: string; reason?: string; nodes: Record<string, { fetched?: number }>; timings: Record<string, number> };
+  }
+  const otaStatus = async () => {
+    const run = await ota(['status', '--json']);
+    expectOk(run);
+    return run.events.find((e) => e.type === 'result')?.data as OtaStatus;
+  };
+  /** A runtime bundle of an engine stage's binaries, signed with the owner's key. */
+  async function pack(version: string, key: string, healthText: string): Promise<string> {
+    const dir = join(work, `runtime-${version}-${healthText.length}`);
+    mkdirSync(dir, { recursive: true });
+    for (const name of ['dllama', 'dllama-api']) copyFileSync(join(TEST_CACHE, 'engine', key, 'bin', name), join(dir, name));
+    for (const name of ['dllama', 'dllama-api']) chmodSync(join(dir, name), 0o755);
+    const bundle = join(work, `${version}-${healthText.length}.bundle`);
+    const health = createHash('sha256').update(healthText).digest('hex');
+    expectOk(await runCli(['runtime', 'pack', dir, '--engine', 'dllama', '--engine-version', version, '--key', join(work, 'ota.key'), '--health-prompt', PROMPT, '--health-tokens', '12', '--health-text-sha256', health, '-o', bundle]));
+    return bundle;
+  }
+
+  it('updates every node to v0.16.4 over the network: pushed to the root, staged, switched at once, health-checked, committed', async () => {
+    rootIndex = cluster.apiPorts.indexOf(await waitServing(cluster, 5 * 60_000));
+    const bundle = await pack('0.16.4', engineKey, clusterAnswer);
+    const started = Date.now();
+    const push = await ota(['push', bundle]);
+    expectOk(push);
+    expect(push.stdout).toMatch(/every node runs 0\.16\.4 \(was 0\.16\.3\)/);
+    const status = await otaStatus();
+    expect([status.runtime, ...status.nodes.map((n) => n.runtime)]).toEqual([
+      { current: '0.16.4', previous: '0.16.3', installed: ['0.16.3', '0.16.4'] },
+      { current: '0.16.4', previous: '0.16.3', installed: ['0.16.3', '0.16.4'] },
+    ]);
+    expect(status.last?.phase).toBe('committed');
+    figures.push(`OTA 0.16.3 → 0.16.4 on 2 nodes: ${Math.round((Date.now() - started) / 1000)} s (phases ${JSON.stringify(status.last?.timings)}); the worker fetched ${JSON.stringify(status.last?.nodes)} bytes of a ${statSync(bundle).size}-byte bundle`);
+    // The new version's launch line (v0.16.4 binds with --host) from the versioned folder.
+    expect(await engineLine()).toMatch(/^\/opt\/pi-image\/runtime\/versions\/0\.16\.4\/dllama-api --host 127\.0\.0\.1 /);
+    expect(await answer()).toBe(clusterAnswer);
+  }, 30 * 60_000);
+
+  it('a bundle that fails its health check (wrong output) is rolled back on every node, which serves again', async () => {
+    const engine3 = (JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { inputs: { cache_keys: { engine: string } } }).inputs.cache_keys.engine;
+    const bundle = await pack('0.16.3', engine3, 'not what this engine says');
+    const started = Date.now();
+    const push = await ota(['push', bundle, '--allow-downgrade']);
+    expect(push.exitCode).toBe(1);
+    expect(push.stderr).toMatch(/rolled-back: health check: the output of "Hello" hashes to/);
+    expect(push.stderr).toMatch(/every node is back on 0\.16\.4/);
+    figures.push(`OTA rollback (health check failed) on 2 nodes: ${Math.round((Date.now() - started) / 1000)} s`);
+    const status = await otaStatus();
+    expect([status.runtime.current, ...status.nodes.map((n) => n.runtime.current)]).toEqual(['0.16.4', '0.16.4']);
+    expect(await engineLine()).toMatch(/versions\/0\.16\.4\/dllama-api --host/);
+    expect(await answer()).toBe(clusterAnswer);
+  }, 30 * 60_000);
+
+  it('refuses a tampered bundle, a key it does not trust and a request without the key, changing nothing', async () => {
+    const good = await pack('0.16.4', engineKey, clusterAnswer);
+    const tampered = join(work, 'tampered.bundle');
+    const bytes = readFileSync(good);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 5000) ^ 0xff, bytes.length - 5000);
+    writeFileSync(tampered, bytes);
+    const refused = await ota(['push', tampered, '--allow-downgrade']);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toMatch(/refused the bundle: .*(SHA-256|tampered).*nothing was changed on any node/);
+    expectOk(await runCli(['keys', 'new', '--dir', work, '--name', 'stranger']));
+    const stranger = await runCli(['ota', 'status', '--cluster', `127.0.0.1:${cluster.otaPorts[rootIndex]}`, '--key', join(work, 'stranger.key')]);
+    expect(stranger.exitCode).toBe(1);
+    expect(stranger.stderr).toMatch(/refused the update key: key \w+ is not one this cluster trusts/);
+    const anonymous = await fetch(`http://127.0.0.1:${cluster.otaPorts[rootIndex]}/ota/status`);
+    expect(anonymous.status).toBe(401);
+    const status = await otaStatus();
+    expect([status.runtime.current, ...status.nodes.map((n) => n.runtime.current)]).toEqual(['0.16.4', '0.16.4']);
+    expect(status.last?.phase).toBe('rolled-back');
+  }, 10 * 60_000);
 });

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { EmulatedCluster } from '../emulate/cluster.js';
-import { DEFAULT_API_PORT as NODE_API_PORT } from '../../shared/ports.js';
+import { DEFAULT_API_PORT as NODE_API_PORT, OTA_PUSH_PORT } from '../../shared/ports.js';
 import { Writable } from 'node:stream';
 import { JsonReporter, silentReporter, StatusLine } from '../progress.js';
 import { reportError } from './report-error.js';
@@ -49,7 +49,7 @@ export function emulateCommand(): Command {
     .option('--nodes <n>', 'how many nodes', '3')
     .option('--cpus <n>', 'virtual CPUs per node', '2')
     .option('--memory <MiB>', 'memory per node', '1024')
-    .option('--api-port <port>', `first host port forwarded to a node's port ${NODE_API_PORT} (node i gets port + i - 1)`, '18080')
+    .option('--api-port <port>', `first host port forwarded to a node's port ${NODE_API_PORT} (node i gets port + i - 1; its OTA push port ${OTA_PUSH_PORT} is that + 1000)`, '18080')
     .option('--console <n>', 'stream node n\'s serial console')
     .option('--ask <prompt>', 'once the cluster serves, send this chat prompt to its API, print the answer and stop every node')
     .option('--timeout <minutes>', 'give up when no node serves within this time', '45')
@@ -81,7 +81,7 @@ export function emulateCommand(): Command {
         const nodes = wholeNumber(options.nodes, '--nodes', 1, 8);
         const cpus = wholeNumber(options.cpus, '--cpus', 1, 8);
         const memoryMib = wholeNumber(options.memory, '--memory', 512, 16384);
-        const firstApiPort = wholeNumber(options.apiPort, '--api-port', 1024, 65535 - nodes + 1);
+        const firstApiPort = wholeNumber(options.apiPort, '--api-port', 1024, 65535 - 1000 - nodes + 1);
         const timeoutMinutes = wholeNumber(options.timeout, '--timeout', 1, 24 * 60);
         const consoleNode = options.console === undefined ? undefined : wholeNumber(options.console, '--console', 1, nodes);
         if (consoleNode !== undefined && options.json) throw new PiImageError('--console writes a console to stdout, where --json writes its events', 'use one of them');

@@ -10,7 +10,7 @@ import { initCommand } from './init-command.js';
 import { flashCommand } from './flash-command.js';
 import { leversCommand } from './levers-command.js';
 import { tinyModelCommand } from './tiny-model-command.js';
-import { keysCommand, modelCommand, runtimeCommand } from './ota-command.js';
+import { keysCommand, modelCommand, otaCommand, runtimeCommand } from './ota-command.js';
 
 const program = new Command('pi-image')
   .description('Build tuned Debian / Raspberry Pi OS images for CPU-only LLM inference clusters')
@@ -27,6 +27,7 @@ const program = new Command('pi-image')
   .addCommand(flashCommand())
   .addCommand(keysCommand())
   .addCommand(runtimeCommand())
+  .addCommand(otaCommand())
   .addCommand(modelCommand());
 
 // Usage mistakes (an unknown option or command, a missing argument) exit 2, failures 1, as pi-node does.

@@ -15,7 +15,7 @@ const ENTRY_NAMES: Record<BundleManifest['engine'], { root: string[]; worker: st
 
 function summary(m: BundleManifest): string {
   const total = m.files.reduce((s, f) => s + f.size, 0);
-  return `${m.kind} bundle: ${m.engine} ${m.version} for ${m.arch}, ${m.files.length} file(s), ${formatBytes(total)}, signed by key ${m.key}${m.entry ? `; root runs ${m.entry.root}, workers run ${m.entry.worker}` : ''}${m.health ? `; health: first ${m.health.tokens} token ids hash to ${m.health.tokenIdsSha256.slice(0, 12)}…` : ''}`;
+  return `${m.kind} bundle: ${m.engine} ${m.version} for ${m.arch}, ${m.files.length} file(s), ${formatBytes(total)}, signed by key ${m.key}${m.entry ? `; root runs ${m.entry.root}, workers run ${m.entry.worker}` : ''}${m.health ? `; health: ${JSON.stringify(m.health.prompt)} gives ${m.health.tokens} tokens whose ${m.health.textSha256 ? `text hashes to ${m.health.textSha256.slice(0, 12)}` : `ids hash to ${m.health.tokenIdsSha256?.slice(0, 12)}`}…` : ''}`;
 }
 
 async function verifyCommandAction(bundle: string, options: Record<string, unknown>, kind: BundleManifest['kind'], reporter: Reporter): Promise<void> {
@@ -36,6 +36,22 @@ async function verifyCommandAction(bundle: string, options: Record<string, unkno
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** The manifest's health check from the pack flags, each checked. */
+function healthOption(options: Record<string, unknown>): { health?: NonNullable<BundleManifest['health']> } {
+  const hashes = { textSha256: options.healthTextSha256, tokenIdsSha256: options.healthTokenIdsSha256 };
+  if (options.healthPrompt === undefined) {
+    if (hashes.textSha256 !== undefined || hashes.tokenIdsSha256 !== undefined) throw new PiImageError('a health hash needs --health-prompt, the prompt it was generated from');
+    return {};
+  }
+  if (hashes.textSha256 === undefined && hashes.tokenIdsSha256 === undefined) throw new PiImageError('--health-prompt needs the output to expect: --health-text-sha256 or --health-token-ids-sha256');
+  for (const [flag, value] of Object.entries(hashes)) {
+    if (value !== undefined && !/^[0-9a-f]{64}$/.test(String(value))) throw new PiImageError(`--health-${flag === 'textSha256' ? 'text' : 'token-ids'}-sha256 must be 64 lowercase hex digits, not ${JSON.stringify(value)}`);
+  }
+  const tokens = Number(options.healthTokens);
+  if (!Number.isSafeInteger(tokens) || tokens < 1 || tokens > 4096) throw new PiImageError(`--health-tokens must be 1 to 4096, not ${JSON.stringify(options.healthTokens)}`);
+  return { health: { prompt: String(options.healthPrompt), tokens, ...(hashes.textSha256 !== undefined ? { textSha256: String(hashes.textSha256) } : {}), ...(hashes.tokenIdsSha256 !== undefined ? { tokenIdsSha256: String(hashes.tokenIdsSha256) } : {}) } };
+}
 
 /** `<runtime|model> verify <bundle>`: the bundle checked as a node checks it. */
 function addVerify(parent: Command, kind: BundleManifest['kind']): Command {
@@ -80,6 +96,10 @@ export function runtimeCommand(): Command {
     .requiredOption('--key <file>', 'the private update key (pi-image keys new)')
     .option('--root-entry <path>', "the root's program, relative to the folder (default: by the engine's name: llama-server, dllama-api)")
     .option('--worker-entry <path>', "the workers' program (default: ggml-rpc-server, dllama)")
+    .option('--health-prompt <text>', 'the health check after a switch: this prompt at temperature 0 must give the expected output (with --health-text-sha256 or --health-token-ids-sha256)')
+    .option('--health-tokens <n>', 'how many tokens the health check generates', '8')
+    .option('--health-text-sha256 <hex>', 'SHA-256 of the text the health check must generate (any engine)')
+    .option('--health-token-ids-sha256 <hex>', 'SHA-256 of the token ids it must generate, decimal and comma-separated (llama.cpp)')
     .option('-o, --out <file>', 'the bundle to write (default: pi-image-runtime-<engine>-<engine-version>-<arch>.bundle)')
     .option('--json', 'print the manifest as JSON')
     .action((dir: string, options: Record<string, unknown>) =>
@@ -94,7 +114,7 @@ export function runtimeCommand(): Command {
         };
         const entry = { root: pick(options.rootEntry, ENTRY_NAMES[engine].root, 'root'), worker: pick(options.workerEntry, ENTRY_NAMES[engine].worker, 'worker') };
         const out = resolve(String(options.out ?? `pi-image-runtime-${engine}-${options.engineVersion}-${options.arch}.bundle`));
-        const manifest = await packBundle({ out, kind: 'runtime', engine, version: String(options.engineVersion), arch: String(options.arch), files, entry, privateKey: await loadPrivateKey(String(options.key)) });
+        const manifest = await packBundle({ out, kind: 'runtime', engine, version: String(options.engineVersion), arch: String(options.arch), files, entry, ...healthOption(options), privateKey: await loadPrivateKey(String(options.key)) });
         reporter.emit({ type: 'result', data: { bundle: out, manifest } });
         if (!options.json) process.stdout.write(`wrote ${out}: ${summary(manifest)}\n`);
       }),
@@ -135,4 +155,88 @@ export function modelCommand(): Command {
     );
   addVerify(model, 'model');
   return model;
+}
+
+interface StatusView {
+  node: string;
+  hostname?: string;
+  role: string;
+  root?: string;
+  engine?: string;
+  runtime: { current?: string; previous?: string; installed?: string[]; error?: string };
+  nodes: { node: string; hostname?: string; address: string; runtime: { current?: string; previous?: string; error?: string } }[];
+  update?: { id: string; version: string; from: string; phase: string; reason?: string; started: string };
+  last?: { id: string; version: string; from: string; phase: string; reason?: string; started: string; ended?: string; timings?: Record<string, number>; nodes?: Record<string, { fetched?: number }> };
+}
+
+function formatOtaStatus(s: StatusView): string {
+  const row = (node: string, role: string, runtime: StatusView['runtime']) => `  ${node.padEnd(18)}${role.padEnd(8)}${runtime.error ? `unreachable: ${runtime.error}` : `${runtime.current ?? '(none)'}${runtime.previous ? ` (previous ${runtime.previous})` : ''}`}`;
+  const describe = (u: NonNullable<StatusView['update']>) => `${u.id}: ${u.from || '(none)'} → ${u.version}, ${u.phase}${u.reason ? ` (${u.reason})` : ''}`;
+  return [
+    `${s.role === 'root' ? 'root' : `a ${s.role}${s.root ? ` of ${s.root}` : ''}`} ${s.node}${s.engine ? `, engine ${s.engine}` : ''}`,
+    '  NODE              ROLE    RUNTIME',
+    row(s.node, s.role, s.runtime),
+    ...s.nodes.map((n) => row(n.node, 'worker', n.runtime)),
+    `update     ${s.update ? describe(s.update) : 'none in progress'}`,
+    `last       ${s.last ? `${describe(s.last)}${s.last.ended ? `, ended ${s.last.ended}` : ''}` : 'none'}`,
+  ].join('\n') + '\n';
+}
+
+export function otaCommand(): Command {
+  const ota = new Command('ota').description("Update a running cluster's engine over the network: push a signed runtime bundle to the root, see every node's versions");
+  const common = (c: Command) =>
+    c
+      .requiredOption('--cluster <address>', "the root's address (host or host:port; port 47477 by default)")
+      .requiredOption('--key <file>', 'the private update key (pi-image keys new): the credential only the cluster owner has')
+      .option('--json', 'print events and the result as JSON lines');
+  common(
+    ota
+      .command('push')
+      .description('Send a runtime bundle to the root: it is verified whole before anything changes, staged on every node, switched on all at once, health-checked, then committed everywhere or rolled back everywhere')
+      .argument('<bundle>', 'a bundle made by `pi-image runtime pack`')
+      .option('--allow-downgrade', 'accept a version not newer than the running one')
+      .option('--no-wait', 'return once the root took the bundle, without following the update'),
+  ).action((bundle: string, options: Record<string, unknown>) =>
+    runCancellable(options, async ({ reporter, signal }) => {
+      const [{ clusterEndpoint, otaPush, otaStatus }, { loadPrivateKey }] = await Promise.all([import('../ota/cluster-client.js'), import('../ota/keys.js')]);
+      const endpoint = clusterEndpoint(String(options.cluster));
+      const key = await loadPrivateKey(String(options.key));
+      const started = Date.now();
+      reporter.emit({ type: 'stage-start', stage: 'ota', title: `pushing ${basename(bundle)} to ${endpoint.host}` });
+      const record = (await otaPush(endpoint, key, resolve(bundle), { allowDowngrade: Boolean(options.allowDowngrade) })) as NonNullable<StatusView['update']>;
+      reporter.emit({ type: 'stage-progress', stage: 'ota', detail: `update ${record.id}: ${record.from || '(none)'} → ${record.version}, ${record.phase}` });
+      if (options.wait === false) {
+        reporter.emit({ type: 'result', data: record });
+        if (!options.json) process.stdout.write(`update ${record.id} taken by the root; follow it with pi-image ota status\n`);
+        return;
+      }
+      let phase = record.phase;
+      let ended: StatusView['last'];
+      while (!ended) {
+        if (signal.aborted) throw signal.reason;
+        await new Promise((r) => setTimeout(r, 2000));
+        const status = (await otaStatus(endpoint, key).catch(() => undefined)) as StatusView | undefined;
+        if (!status) continue; // the root may be busy restarting its engine
+        const now = status.update?.id === record.id ? status.update : status.last?.id === record.id ? status.last : undefined;
+        if (now && now.phase !== phase) {
+          phase = now.phase;
+          reporter.emit({ type: 'stage-progress', stage: 'ota', detail: `update ${record.id}: ${phase}` });
+        }
+        if (status.last?.id === record.id) ended = status.last;
+      }
+      reporter.emit({ type: 'stage-end', stage: 'ota', cached: false, seconds: (Date.now() - started) / 1000 });
+      reporter.emit({ type: 'result', data: ended });
+      if (ended.phase !== 'committed') throw new PiImageError(`update ${ended.id} ${ended.phase}: ${ended.reason ?? 'no reason given'}`, ended.phase === 'rolled-back' ? `every node is back on ${ended.from}` : 'nothing was changed on any node');
+      if (!options.json) process.stdout.write(`update ${ended.id}: every node runs ${ended.version} (was ${ended.from || 'none'}), in ${Math.round((Date.now() - started) / 1000)} s\n`);
+    }),
+  );
+  common(ota.command('status').description("Every node's runtime version (current and previous), the update in progress and the last one's outcome")).action((options: Record<string, unknown>) =>
+    runCancellable(options, async ({ reporter }) => {
+      const [{ clusterEndpoint, otaStatus }, { loadPrivateKey }] = await Promise.all([import('../ota/cluster-client.js'), import('../ota/keys.js')]);
+      const status = (await otaStatus(clusterEndpoint(String(options.cluster)), await loadPrivateKey(String(options.key)))) as unknown as StatusView;
+      reporter.emit({ type: 'result', data: status });
+      if (!options.json) process.stdout.write(formatOtaStatus(status));
+    }),
+  );
+  return ota;
 }

@@ -21,6 +21,7 @@ export interface Config {
   hostname: string;
   timezone: string;
   locale: string;
+  ntp_servers: string[];
   storage: 'sd' | 'nvme' | 'usb';
   board_ram_mib?: number;
   base?: { image: string; sha256: string };

@@ -7,7 +7,7 @@ import { forwardedPortArgs, PrivateLan } from './private-lan.js';
 import { machineArgs, QemuVm } from './qemu-vm.js';
 import { boardDtb, dumpMachineDtb, randomBoardSerial } from './board-serial.js';
 import { relayIntoNamespace } from './port-relay.js';
-import { DEFAULT_API_PORT } from '../../shared/ports.js';
+import { DEFAULT_API_PORT, OTA_PUSH_PORT } from '../../shared/ports.js';
 
 /** The API port inside each emulated node: images built with the default `cluster.api_port`. */
 export const NODE_API_PORT = DEFAULT_API_PORT;
@@ -18,6 +18,8 @@ export interface EmulatedCluster {
   lan: PrivateLan;
   /** Host ports forwarded to each node's API port, in node order. */
   apiPorts: number[];
+  /** Host ports forwarded to each node's OTA push port (`pi-image ota --cluster 127.0.0.1:<port>`): each API port + 1000. */
+  otaPorts: number[];
   /** Copies of the image each node boots from. */
   disks: string[];
   /** Each node's board serial number, as a Pi's firmware gives it in the device tree. */
@@ -58,6 +60,7 @@ export async function startCluster(opts: {
   const lan = await PrivateLan.create();
   const vms: QemuVm[] = [];
   const apiPorts: number[] = [];
+  const otaPorts: number[] = [];
   const disks: string[] = [];
   const netArgs: string[][] = [];
   const boots: Awaited<ReturnType<typeof extractDirectBootFiles>>[] = [];
@@ -112,15 +115,16 @@ export async function startCluster(opts: {
       await boardDtb(machineDtb, boardSerials[i] as string, join(work, `board${i + 1}.dtb`));
       const apiPort = (opts.firstApiPort ?? 18080) + i;
       apiPorts.push(apiPort);
-      netArgs.push([...(await lan.addNode(i)), ...forwardedPortArgs(apiPort, NODE_API_PORT, i)]);
+      otaPorts.push(apiPort + 1000);
+      netArgs.push([...(await lan.addNode(i)), ...forwardedPortArgs([[apiPort, NODE_API_PORT], [apiPort + 1000, OTA_PUSH_PORT]], i)]);
     }
-    relay = await relayIntoNamespace({ wrapper: lan.wrapper, dir: work, ports: apiPorts });
+    relay = await relayIntoNamespace({ wrapper: lan.wrapper, dir: work, ports: [...apiPorts, ...otaPorts] });
     if (opts.start ?? true) for (let i = 0; i < opts.nodes; i++) startNode(i);
   } catch (e) {
     await stop();
     throw e;
   }
-  return { vms, lan, apiPorts, disks, boardSerials, startNode, reflashNode, stop };
+  return { vms, lan, apiPorts, otaPorts, disks, boardSerials, startNode, reflashNode, stop };
 }
 
 /** Boot milestones read off a node's console, for progress. */

@@ -59,9 +59,9 @@ export class PrivateLan {
   }
 }
 
-/** A second NIC for one VM: QEMU's user network, restricted (no way out), forwarding one port from the host's loopback. */
-export function forwardedPortArgs(hostPort: number, guestPort: number, index = 0): string[] {
+/** A second NIC for one VM: QEMU's user network, restricted (no way out), forwarding ports ([host, guest] pairs) from the host's loopback. */
+export function forwardedPortArgs(ports: [number, number][], index = 0): string[] {
   // Its own MAC per node: with QEMU's default one, every node's mDNS daemon saw the same address twice.
   const mac = `52:54:00:b2:00:${(index + 1).toString(16).padStart(2, '0')}`;
-  return ['-netdev', `user,id=fwd,restrict=on,hostfwd=tcp:127.0.0.1:${hostPort}-:${guestPort}`, '-device', `virtio-net-pci,netdev=fwd,mac=${mac}`];
+  return ['-netdev', `user,id=fwd,restrict=on,${ports.map(([host, guest]) => `hostfwd=tcp:127.0.0.1:${host}-:${guest}`).join(',')}`, '-device', `virtio-net-pci,netdev=fwd,mac=${mac}`];
 }

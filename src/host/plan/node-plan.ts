@@ -6,7 +6,8 @@ import { basename, extname, join } from 'node:path';
 import type { Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import type { NodeSettings } from '../../shared/node-settings.js';
-import { ENGINE_BIN_DIR, inRootfs, MODEL_DIR, OTA_TRUSTED_KEYS_DIR } from '../../shared/node-paths.js';
+import { inRootfs, MODEL_DIR, OTA_TRUSTED_KEYS_DIR, RUNTIME_CURRENT, runtimeVersionDir } from '../../shared/node-paths.js';
+import type { RuntimeInfo } from '../../shared/ota/runtime-info.js';
 import { keyId, publicKeyFromPem } from '../../shared/ota/manifest.js';
 import { parsePublicKeyFile } from '../../shared/ssh-key.js';
 import { DISCOVERY_PORT } from '../../shared/ports.js';
@@ -34,6 +35,8 @@ export interface NodePlan {
   secrets: { name: 'cluster.secret' | 'api.token'; source: string | null }[];
   /** The engine compiled from its source tarball by the engine stage, when the config gives one. */
   engineBuild?: EngineBuild;
+  /** The image's first runtime in the versioned layout OTA updates use (dllama's own binaries; llama.cpp comes from Debian's packages). */
+  runtime?: RuntimeInfo;
   /** Each node's memory need against the board's RAM, when the model's header tells its shape. */
   memory?: MemoryBudget;
 }
@@ -158,13 +161,17 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
       'set engine.source and engine.sha256 (--engine-source, --engine-sha256) or engine.dllama_dir (--dllama-dir), or use engine: { name: llama.cpp }',
     );
   }
-  if (engine === 'dllama' && config.engine.dllama_dir) {
+  const runtime: RuntimeInfo | undefined =
+    engine === 'dllama' && (engineBuild || config.engine.dllama_dir)
+      ? { engine: 'dllama', version: engineBuild?.version ?? config.engine.version ?? (ENGINES.dllama.knownVersions.at(-1) as string), entry: { root: 'dllama-api', worker: 'dllama' } }
+      : undefined;
+  if (runtime && config.engine.dllama_dir) {
     for (const binary of ['dllama', 'dllama-api']) {
       const source = join(config.engine.dllama_dir, binary);
       await access(source, constants.X_OK).catch(() => {
         throw new ConfigError(`engine.dllama_dir: ${source} is missing or not executable`, 'the folder must hold prebuilt arm64 dllama and dllama-api binaries');
       });
-      files.push(await imageFile(source, `${inRootfs(ENGINE_BIN_DIR)}/${binary}`, 0o755, 'engine.dllama_dir'));
+      files.push(await imageFile(source, `${inRootfs(runtimeVersionDir(runtime.version))}/${binary}`, 0o755, 'engine.dllama_dir'));
     }
   }
   const shapeProblems = ENGINES[engine].checkCluster(config.cluster.size, { kvHeads });
@@ -212,6 +219,7 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     authorizedKeys: keys.length ? `${keys.join('\n')}\n` : '',
     secrets,
     ...(engineBuild ? { engineBuild } : {}),
+    ...(runtime ? { runtime } : {}),
     ...(memory ? { memory } : {}),
   };
 }
@@ -227,7 +235,7 @@ function nodeSettings(config: Config, board: BoardProfile, model: NodeSettings['
   return {
     cluster: { name: config.cluster.name, size: config.cluster.size, apiPort: config.cluster.api_port, discoveryPort: DISCOVERY_PORT, failoverGraceSeconds: config.cluster.failover_grace, corsOrigins: config.cluster.api_cors_origins },
     role: config.role,
-    engine: { name: config.engine.name ?? board.engine, binDir: ENGINE_BIN_DIR, contextLength: config.engine.context_length, ...(version ? { version } : {}), ...(config.engine.temperature !== undefined ? { temperature: config.engine.temperature } : {}) },
+    engine: { name: config.engine.name ?? board.engine, binDir: RUNTIME_CURRENT, contextLength: config.engine.context_length, ...(version ? { version } : {}), ...(config.engine.temperature !== undefined ? { temperature: config.engine.temperature } : {}) },
     model,
     user: { name: config.user.name },
   };

@@ -31,7 +31,7 @@ export function planSummary(plan: Plan): string {
       `${node.settings.cluster.name}: ${node.settings.cluster.size} nodes, role ${plan.role}, API port ${node.settings.cluster.apiPort}, failover after ${node.settings.cluster.failoverGraceSeconds} s`,
     ],
     ['memory', memoryLine(node.memory)],
-    ['system', `time zone ${plan.system.timezone}, locale ${plan.system.locale}`],
+    ['system', `time zone ${plan.system.timezone}, locale ${plan.system.locale}, clock from ${plan.system.ntpServers.length ? plan.system.ntpServers.join(' ') : "Debian's NTP pool"}`],
     ['login', `user ${node.settings.user.name}, ${keys ? `${keys} SSH key(s)` : 'no SSH key'}, no password`],
     ['layers', plan.layers.map((l) => l.name).join(', ')],
     ['tuning', `${plan.tuning.profile}: ${levers.length - off.length} levers on${off.length ? `, off: ${off.join(', ')}` : ''}`],

@@ -69,8 +69,8 @@ export interface Plan {
   readonly board: Readonly<{ name: string; description: string; arch: string }>;
   readonly role: Config['role'];
   readonly hostname: string;
-  /** /etc/localtime, /etc/timezone and /etc/locale.conf. */
-  readonly system: Readonly<{ timezone: string; locale: string }>;
+  /** /etc/localtime, /etc/timezone, /etc/locale.conf and timesyncd's servers (none: Debian's pool). */
+  readonly system: Readonly<{ timezone: string; locale: string; ntpServers: readonly string[] }>;
   readonly base: Readonly<{
     suite: string;
     variant: string;
@@ -192,7 +192,7 @@ function planSystem(config: Config): Plan['system'] {
   } catch {
     throw new ConfigError(`timezone "${config.timezone}" is not a time zone${didYouMean(config.timezone, Intl.supportedValuesOf('timeZone'))}`, 'give an IANA name such as Europe/Berlin or Etc/UTC (`timedatectl list-timezones` lists them)');
   }
-  return { timezone: config.timezone, locale: config.locale };
+  return { timezone: config.timezone, locale: config.locale, ntpServers: config.ntp_servers };
 }
 
 function planEngine(inputs: PlanInputs): Plan['engine'] {

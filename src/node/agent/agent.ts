@@ -1,13 +1,20 @@
 import { createHash } from 'node:crypto';
+import { watch } from 'node:fs';
 import { readFile, mkdir, stat } from 'node:fs/promises';
 import { availableParallelism, hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Server } from 'node:http';
-import type { EngineAdapter } from '../../shared/engines/adapter.js';
+import type { EngineAdapter, LaunchLine } from '../../shared/engines/adapter.js';
+import type { RuntimeInfo } from '../../shared/ota/runtime-info.js';
+import { currentRuntime } from '../runtime.js';
 import { ENGINES } from '../../shared/engines/index.js';
-import { API_TOKEN, CLUSTER_SECRET, ENGINE_BIN_DIR, NODE_ID_PATH, RUN_DIR, SECRETS_DIR, STATE_DIR } from '../../shared/node-paths.js';
+import { API_TOKEN, CLUSTER_SECRET, ENGINE_EXIT_PATH, NODE_ID_PATH, OTA_DIR, OTA_TRUSTED_KEYS_DIR, RUN_DIR, RUNTIME_DIR, SECRETS_DIR, STATE_DIR } from '../../shared/node-paths.js';
 import type { NodeSettings } from '../../shared/node-settings.js';
-import { ENGINE_PRIVATE_PORT } from '../../shared/ports.js';
+import { ENGINE_PRIVATE_PORT, OTA_PORT, OTA_PUSH_PORT } from '../../shared/ports.js';
+import { UpdateCoordinator, healthHash, type Member } from '../ota/coordinator.js';
+import { NodeUpdater } from '../ota/node-updater.js';
+import { memberServer, ownerServer, sendCommand } from '../ota/ota-server.js';
+import { debianArch, trustedKeys } from '../ota/trusted-keys.js';
 import { engineThreads } from '../../shared/tuning/engine-threads.js';
 import { createApiFront } from '../api/api-front.js';
 import { Discovery } from '../cluster/discovery.js';
@@ -18,7 +25,7 @@ import { readText } from '../sys.js';
 import { secretProblem, usableSecret } from '../../shared/secrets.js';
 import { ClusterName } from './cluster-name.js';
 import { applyEvent, initialState, ownAnnouncement, reconcile, shouldAnswer, type Action, type AgentEvent, type AgentState } from './controller.js';
-import { EngineRunner } from './engine-runner.js';
+import { EngineRunner, parseEngineExit } from './engine-runner.js';
 import { FirewallSet } from './firewall-set.js';
 import { RootLink } from './root-link.js';
 import { readPersistedRole, writePersistedRole } from './persisted-role.js';
@@ -51,14 +58,20 @@ export class Agent {
   private readonly name: ClusterName;
   private readonly rootLink: RootLink;
   private grace?: NodeJS.Timeout;
+  private stopping = false;
+  private updater!: NodeUpdater;
+  private secret!: Buffer;
+  private coordinator!: UpdateCoordinator;
+  /** The runtime `current` names (its version picks the launch line's flags), if the image has one. */
+  private runtime?: RuntimeInfo;
 
   constructor(
     private readonly settings: NodeSettings,
     private readonly log: (line: string) => void,
   ) {
     this.adapter = ENGINES[settings.engine.name];
-    this.engine = new EngineRunner([settings.engine.binDir || ENGINE_BIN_DIR], (o) => this.dispatch({ on: 'engine', ...o }), log);
-    this.firewall = new FirewallSet([...new Set([...this.adapter.firewallPorts, ENGINE_PRIVATE_PORT])], log);
+    this.engine = new EngineRunner([settings.engine.binDir], (o) => this.dispatch({ on: 'engine', ...o }), log);
+    this.firewall = new FirewallSet([...new Set([...this.adapter.firewallPorts, ENGINE_PRIVATE_PORT, OTA_PORT])], log);
     this.name = new ClusterName(settings.cluster.name, log);
     this.rootLink = new RootLink((node) => this.dispatch({ on: 'lost', node }), log);
   }
@@ -73,6 +86,7 @@ export class Agent {
     const model = this.settings.model;
     const canHoldModel = model !== null && (await stat(model.path).then((s) => s.isFile(), () => false));
     const persisted = await readPersistedRole();
+    this.runtime = await currentRuntime();
     // The table first, with no members: the engine ports are closed before anything else runs.
     await this.firewall.apply([]);
     await waitForAddress(this.log);
@@ -87,21 +101,153 @@ export class Agent {
       log: this.log,
     });
     this.state = {
-      ...initialState({ node, boot: this.discovery.bootId, machineBoot: await machineBoot(), hostname: hostname(), settings: this.settings, canHoldModel, persisted, addresses: lanAddresses().map((a) => a.address) }),
+      ...initialState({ node, boot: this.discovery.bootId, machineBoot: await machineBoot(), hostname: hostname(), settings: this.settings, canHoldModel, persisted, addresses: lanAddresses().map((a) => a.address), runtime: this.runtime?.version }),
       firewall: [],
     };
     await this.rootLink.listen();
+    this.watchEngineExits();
     await this.discovery.start();
     await serveStatus(() => agentStatus(this.state, this.settings, { engineCommand: this.engine.command, counters: this.discovery.counters }));
+    await this.startOta(secret, node);
     this.log(`node ${node} (${hostname()}), cluster ${this.settings.cluster.name} of ${this.settings.cluster.size}, built as ${this.settings.role}${persisted ? `, ${persisted.role} before this boot` : ''}`);
     this.dispatch({ on: 'addresses', addresses: this.state.addresses });
   }
 
   /** Says goodbye on the LAN; the engine unit is left to systemd (it stops with the agent only on shutdown). */
   async stop(): Promise<void> {
+    this.stopping = true;
     clearTimeout(this.grace);
     await this.discovery?.leave();
     this.rootLink.close();
+  }
+
+  /**
+   * The engine unit writes how each run ended (its ExecStopPost); inotify wakes the agent, so a
+   * crash is reported and the engine started again at once, and nothing polls meanwhile.
+   */
+  private watchEngineExits(): void {
+    const name = basename(ENGINE_EXIT_PATH);
+    watch(dirname(ENGINE_EXIT_PATH), (_event, file) => {
+      if (file !== name || this.stopping) return;
+      void readFile(ENGINE_EXIT_PATH, 'utf8').then((text) => {
+        const exit = parseEngineExit(text);
+        const crash = exit && this.engine.crashed(exit);
+        if (!crash) return;
+        this.log(`engine crashed: ${crash.what}; starting it again (journalctl -u pi-image-engine)`);
+        this.dispatch({ on: 'engine-crashed', generation: crash.generation, what: crash.what, at: new Date().toISOString() });
+      }, () => undefined);
+    });
+  }
+
+  /** OTA updates: every node stages and switches what its root says; the root coordinates and takes the owner's pushes. */
+  private async startOta(secret: Buffer, node: string): Promise<void> {
+    this.secret = secret;
+    const trusted = () => trustedKeys(OTA_TRUSTED_KEYS_DIR, this.log);
+    this.updater = new NodeUpdater({
+      runtimeDir: RUNTIME_DIR,
+      downloadDir: join(OTA_DIR, 'download'),
+      trusted,
+      expect: { engine: this.settings.engine.name, arch: debianArch() },
+      engine: { hold: (reason) => this.holdEngine(reason), release: () => this.releaseEngine() },
+      log: this.log,
+    });
+    await this.updater.store.recover();
+    this.coordinator = new UpdateCoordinator({
+      dir: OTA_DIR,
+      self: node,
+      local: this.updater,
+      trusted,
+      expect: { engine: this.settings.engine.name, arch: debianArch() },
+      members: () => this.servingMembers(),
+      command: (m, command) => sendCommand(secret, m, OTA_PORT, command),
+      bundleUrl: (m, sha256) => `http://${this.addressFacing(m.address)}:${OTA_PORT}/ota/bundle/${sha256}`,
+      waitServing: (members, timeoutMs) => this.waitServing(members, timeoutMs),
+      checkHealth: (health) => this.checkHealth(health),
+      log: this.log,
+    });
+    const isRoot = () => (this.state.role === 'root' ? this.coordinator : undefined);
+    const listen = (server: import('node:http').Server, port: number) =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, () => resolve());
+      });
+    await listen(memberServer({ secret, updater: this.updater, coordinator: isRoot, log: this.log }), OTA_PORT);
+    await listen(ownerServer({ trusted, coordinator: isRoot, status: () => this.otaStatus(), log: this.log }), OTA_PUSH_PORT);
+    await this.coordinator.resume();
+  }
+
+  /** The cluster as it serves now, the root first: every node an update must reach; undefined unless this root serves with all of them. */
+  private servingMembers(): Member[] | undefined {
+    const s = this.state;
+    if (s.role !== 'root' || s.engine.state !== 'ready') return undefined;
+    return [{ node: s.node, address: s.addresses[0] ?? '127.0.0.1' }, ...s.workers.map((w) => ({ node: w.node, address: w.addresses[0] as string }))];
+  }
+
+  /** This node's address on the subnet of `peer` (a node may have several interfaces). */
+  private addressFacing(peer: string): string {
+    return lanAddresses().find((a) => sameSubnet(a.address, peer, a.netmask))?.address ?? this.state.addresses[0] ?? '127.0.0.1';
+  }
+
+  private async waitServing(members: Member[], timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const want = members.filter((m) => m.node !== this.state.node).map((m) => m.node).sort().join(',');
+    // Only while an update checks its switch: nothing polls while the cluster serves.
+    while (Date.now() < deadline) {
+      if (this.state.engine.state === 'ready' && this.state.workers.map((w) => w.node).sort().join(',') === want && (await this.engineAnswers())) return true;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    return false;
+  }
+
+  /** A completion through the API front at temperature 0; with the bundle's expectation, its output's hash too. */
+  private async checkHealth(health: import('../../shared/ota/manifest.js').BundleManifest['health']): Promise<string | undefined> {
+    const token = await readSecret(API_TOKEN);
+    const prompt = health?.prompt ?? 'Hello';
+    const res = await fetch(`http://127.0.0.1:${this.settings.cluster.apiPort}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token.toString('utf8')}` } : {}) },
+      body: JSON.stringify({ model: this.settings.model?.name, messages: [{ role: 'user', content: prompt }], max_tokens: health?.tokens ?? 4, temperature: 0 }),
+      signal: AbortSignal.timeout(10 * 60_000),
+    }).catch((e: Error) => e);
+    if (res instanceof Error) return `the completion failed: ${res.message}`;
+    const body = (await res.json().catch(() => ({}))) as { choices?: { message?: { content?: string }; finish_reason?: string }[] };
+    const text = body.choices?.[0]?.message?.content;
+    if (res.status !== 200 || typeof text !== 'string' || !body.choices?.[0]?.finish_reason) return `the completion answered ${res.status} without a finished choice`;
+    if (health?.textSha256 && healthHash(text) !== health.textSha256) return `the output of ${JSON.stringify(prompt)} hashes to ${healthHash(text).slice(0, 12)}…, the bundle expects ${health.textSha256.slice(0, 12)}…`;
+    if (health?.tokenIdsSha256) {
+      const ids = await fetch(`http://127.0.0.1:${ENGINE_PRIVATE_PORT}/completion`, { method: 'POST', body: JSON.stringify({ prompt, n_predict: health.tokens, temperature: 0, return_tokens: true, cache_prompt: false }) })
+        .then((r) => r.json() as Promise<{ tokens?: number[] }>)
+        .catch(() => ({}) as { tokens?: number[] });
+      if (!ids.tokens || healthHash(ids.tokens) !== health.tokenIdsSha256) return `the token ids of ${JSON.stringify(prompt)} do not hash to what the bundle expects`;
+    }
+    return undefined;
+  }
+
+  /** Holds the engine stopped for an update; resolves once it is. */
+  private async holdEngine(reason: string): Promise<void> {
+    this.dispatch({ on: 'runtime', version: this.state.runtime, held: reason });
+    for (let i = 0; i < 600 && (this.running || this.state.engine.state !== 'stopped'); i++) await new Promise((r) => setTimeout(r, 100));
+    if (this.state.engine.state !== 'stopped') throw new Error('the engine did not stop within a minute');
+  }
+
+  /** Lets the engine run again, on whatever `current` names now. */
+  private async releaseEngine(): Promise<void> {
+    this.runtime = await currentRuntime();
+    this.dispatch({ on: 'runtime', version: this.runtime?.version ?? '' });
+  }
+
+  /** What `pi-image ota status` shows of this node; on the root, of every member. */
+  private async otaStatus(): Promise<Record<string, unknown>> {
+    const self = { node: this.state.node, hostname: this.state.hostname, role: this.state.role, ...(this.state.root ? { root: this.state.root } : {}), engine: this.settings.engine.name, runtime: await this.updater.state() };
+    if (this.state.role !== 'root') return { ...self, nodes: [] };
+    const nodes = await Promise.all(
+      this.state.workers.map(async (w) => {
+        const member = { node: w.node, address: w.addresses[0] as string };
+        const runtime = await sendCommand(this.secret, member, OTA_PORT, { op: 'state' }).catch((e: Error) => ({ error: e.message }));
+        return { node: w.node, hostname: w.hostname, address: member.address, role: 'worker', runtime };
+      }),
+    );
+    return { ...self, nodes, ...this.coordinator.status() };
   }
 
   /** Runs only while a worker's root is missing; never while the cluster serves. */
@@ -173,22 +319,22 @@ export class Agent {
         const lan = lanAddresses();
         const bindAddress = (rootAddress && lan.find((a) => sameSubnet(a.address, rootAddress, a.netmask))?.address) ?? this.state.addresses[0];
         if (!bindAddress) throw new Error('no LAN address yet to bind the engine worker to');
-        const line = this.adapter.worker({ bindAddress, port: this.adapter.workerPort, threads: this.threads, version: this.settings.engine.version });
+        const line = this.withEntry(this.adapter.worker({ bindAddress, port: this.adapter.workerPort, threads: this.threads, version: this.runtime?.version ?? this.settings.engine.version }), 'worker');
         return this.engine.start(action.generation, line, 'worker', () => isListening(this.adapter.workerPort), 120_000, action.adopt);
       }
       case 'start-root': {
         const model = this.settings.model;
         if (!model) throw new Error('this image has no model');
-        const line = this.adapter.root({
+        const line = this.withEntry(this.adapter.root({
           model: model.path,
           tokenizer: model.tokenizer,
           apiPort: ENGINE_PRIVATE_PORT,
           threads: this.threads,
           contextLength: this.settings.engine.contextLength,
-          version: this.settings.engine.version,
+          version: this.runtime?.version ?? this.settings.engine.version,
           temperature: this.settings.engine.temperature,
           workers: action.workers.map((w) => ({ address: w.addresses[0] as string, port: this.adapter.workerPort })),
-        });
+        }), 'root');
         return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000, action.adopt);
       }
       case 'serve-api':
@@ -200,6 +346,11 @@ export class Agent {
       case 'announce':
         return this.discovery.announce();
     }
+  }
+
+  /** The role's program as the current runtime names it (an update may bring its own entry points). */
+  private withEntry(line: LaunchLine, role: 'root' | 'worker'): LaunchLine {
+    return this.runtime ? { ...line, command: join(this.settings.engine.binDir, this.runtime.entry[role]) } : line;
   }
 
   private engineAnswers(): Promise<boolean> {

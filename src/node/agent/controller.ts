@@ -45,6 +45,12 @@ export interface AgentState {
     generation: number;
     detail?: string;
   };
+  /** The runtime version `current` names ('' without one): a new one restarts the engine. */
+  runtime: string;
+  /** Why the engine is held stopped (an update switching the runtime), if it is. */
+  held?: string;
+  /** The engine's crashes since the agent started, and the last one: `pi-node status` shows them. */
+  crashes: { count: number; last?: string };
   /** The workers the root's engine runs with. */
   workers: Announcement[];
   /** What this node last announced of itself: a change is announced at once. */
@@ -84,7 +90,11 @@ export type AgentEvent =
   | { on: 'lost'; node: string }
   | { on: 'grace-over'; root: string }
   | { on: 'engine'; generation: number; state: 'ready' | 'failed'; detail?: string }
-  | { on: 'addresses'; addresses: string[] };
+  /** The running engine exited on its own (a crash, or an exit nobody asked for): it is started again. */
+  | { on: 'engine-crashed'; generation: number; what: string; at: string }
+  | { on: 'addresses'; addresses: string[] }
+  /** An update holds the engine stopped (reason) or lets it run again (none), on a runtime that may have changed. */
+  | { on: 'runtime'; version: string; held?: string };
 
 export function initialState(opts: {
   node: string;
@@ -95,6 +105,7 @@ export function initialState(opts: {
   persisted?: { role: 'root' | 'worker'; root: string; term?: number };
   addresses: string[];
   machineBoot?: string;
+  runtime?: string;
 }): AgentState {
   const { settings } = opts;
   return {
@@ -114,6 +125,8 @@ export function initialState(opts: {
     addresses: opts.addresses,
     peers: {},
     engine: { state: 'stopped', generation: 0 },
+    runtime: opts.runtime ?? '',
+    crashes: { count: 0 },
     workers: [],
     apiFront: false,
   };
@@ -136,8 +149,18 @@ export function applyEvent(state: AgentState, event: AgentEvent): AgentState {
     case 'engine':
       if (event.generation !== state.engine.generation) return state;
       return { ...state, engine: { ...state.engine, state: event.state, detail: event.detail } };
+    case 'engine-crashed': {
+      if (event.generation !== state.engine.generation || (state.engine.state !== 'ready' && state.engine.state !== 'starting')) return state;
+      const last = `${event.what} at ${event.at}`;
+      // 'failed' makes the next pass start the engine again, as after a failed start.
+      return { ...state, engine: { ...state.engine, state: 'failed', detail: `crashed: ${last}` }, crashes: { count: state.crashes.count + 1, last } };
+    }
     case 'addresses':
       return { ...state, addresses: event.addresses };
+    case 'runtime': {
+      const { held: _was, ...rest } = state;
+      return { ...rest, runtime: event.version, ...(event.held ? { held: event.held } : {}) };
+    }
   }
 }
 
@@ -249,8 +272,14 @@ export function reconcile(state: AgentState): { state: AgentState; actions: Acti
   // again when the root, its address or its machine's boot changes (a single-client RPC server
   // may still hang on to a dead root's connection), not when the root is merely missing for a
   // while or its agent restarts (that must not cut the engine's connections).
-  if (next.role === 'worker' && rootPeer?.addresses[0]) {
-    const workerKey = `worker@${rootPeer.addresses[0]}/${rootPeer.node}/${rootPeer.machineBoot ?? ''}`;
+  // An update switching the runtime holds the engine stopped; the new runtime's version is in
+  // the engine keys below, so the engine starts again on it once the hold ends.
+  if (next.held && next.engine.state !== 'stopped') {
+    actions.push({ do: 'stop-engine' });
+    next = { ...next, engine: { state: 'stopped', generation: next.engine.generation + 1, detail: next.held } };
+  }
+  if (!next.held && next.role === 'worker' && rootPeer?.addresses[0]) {
+    const workerKey = `worker@${rootPeer.addresses[0]}/${rootPeer.node}/${rootPeer.machineBoot ?? ''}#${next.runtime}`;
     if (next.engine.state === 'stopped' || next.engine.state === 'failed' || next.engine.key !== workerKey) {
       const generation = next.engine.generation + 1;
       actions.push({ do: 'start-worker', generation, adopt: next.engine.generation === 0 });
@@ -269,8 +298,8 @@ export function reconcile(state: AgentState): { state: AgentState; actions: Acti
       next = { ...next, engine: { ...next.engine, detail: next.modelProblem } };
     } else if (!workers) {
       next = { ...next, engine: { ...next.engine, detail: `waiting for ${next.size - 1} workers` } };
-    } else {
-      const key = workerSetKey(workers);
+    } else if (!next.held) {
+      const key = `${workerSetKey(workers)}#${next.runtime}`;
       if (key !== next.engine.key || next.engine.state === 'failed') {
         const generation = next.engine.generation + 1;
         actions.push({ do: 'start-root', generation, workers, adopt: next.engine.generation === 0 });

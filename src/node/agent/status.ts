@@ -18,7 +18,7 @@ export interface AgentStatus {
   term: number;
   waitingFor?: string;
   addresses: string[];
-  engine: { name: string; state: EngineState; command?: string; workers?: string[]; detail?: string };
+  engine: { name: string; state: EngineState; command?: string; workers?: string[]; detail?: string; crashes: number; lastCrash?: string };
   model: string | null;
   api?: { port: number; url: string };
   peers: { node: string; hostname: string; boot: string; role: Role; root?: string; engine: EngineState; addresses: string[] }[];
@@ -44,6 +44,8 @@ export function agentStatus(state: AgentState, settings: NodeSettings, extra: { 
       command: extra.engineCommand,
       ...(state.role === 'root' ? { workers: state.workers.map((w) => `${w.hostname} ${w.addresses[0]}`) } : {}),
       detail: state.engine.detail,
+      crashes: state.crashes.count,
+      ...(state.crashes.last ? { lastCrash: state.crashes.last } : {}),
     },
     model: settings.model?.path ?? null,
     ...(state.apiFront ? { api: { port: settings.cluster.apiPort, url: `http://${settings.cluster.name}.local:${settings.cluster.apiPort}/v1` } } : {}),
@@ -84,7 +86,7 @@ export function formatStatus(s: AgentStatus): string {
     `node      ${s.node} (${s.hostname}) ${s.addresses.join(' ')}`,
     `cluster   ${s.cluster}, ${s.size} node(s)`,
     `role      ${s.role}${s.root && s.role === 'worker' ? ` of ${s.root}` : ''} (built as ${s.configured}${s.term ? `; failover term ${s.term}` : ''})${s.waitingFor ? `; root ${s.waitingFor} missing, waiting the grace period` : ''}`,
-    `engine    ${s.engine.name}: ${s.engine.state}${s.engine.detail ? ` (${s.engine.detail})` : ''}`,
+    `engine    ${s.engine.name}: ${s.engine.state}${s.engine.detail ? ` (${s.engine.detail})` : ''}${s.engine.crashes ? `; ${s.engine.crashes} crash(es), last ${s.engine.lastCrash}` : ''}`,
     ...(s.engine.command ? [`          ${s.engine.command}`] : []),
     ...(s.engine.workers ? [`workers   ${s.engine.workers.length ? s.engine.workers.join(', ') : 'none'}`] : []),
     `model     ${s.model ?? 'none'}`,

@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { KeyObject } from 'node:crypto';
@@ -52,7 +52,16 @@ export class VersionStore {
    * synced copy is renamed into versions/. A failure leaves nothing behind but staging, which
    * recover() removes.
    */
-  async stage(bundle: Readable, opts: { trusted: KeyObject[]; expect: { arch?: string; engine?: string; kind: BundleManifest['kind'] }; accept?: (m: BundleManifest) => void | Promise<void> }): Promise<BundleManifest> {
+  async stage(
+    bundle: Readable,
+    opts: {
+      trusted: KeyObject[];
+      expect: { arch?: string; engine?: string; kind: BundleManifest['kind'] };
+      accept?: (m: BundleManifest) => void | Promise<void>;
+      /** A file of our own written beside the bundle's (its names never start with a dot), e.g. the runtime's description. */
+      describe?: (m: BundleManifest) => { name: string; content: string } | undefined;
+    },
+  ): Promise<BundleManifest> {
     const staging = join(this.root, 'staging', `${process.pid}-${Date.now()}`);
     await mkdir(staging, { recursive: true, mode: 0o755 });
     const written: string[] = [];
@@ -71,6 +80,11 @@ export class VersionStore {
           return createWriteStream(path, { mode: file.mode, flags: 'wx' });
         },
       });
+      const own = opts.describe?.(manifest);
+      if (own) {
+        await writeFile(join(staging, own.name), own.content, { mode: 0o644, flag: 'wx' });
+        written.push(join(staging, own.name));
+      }
       this.step('unpacked');
       for (const path of written) await fsyncPath(path);
       for (const dir of new Set(written.map(dirname))) await fsyncPath(dir);

@@ -29,8 +29,12 @@ export interface BundleManifest {
   files: BundleFile[];
   /** A runtime: the program each role runs, relative to the version's folder. */
   entry?: { root: string; worker: string };
-  /** The health check's expectation: SHA-256 of the first generated token ids at temperature 0. */
-  health?: { prompt: string; tokens: number; tokenIdsSha256: string };
+  /**
+   * The health check's expectation at temperature 0 for `prompt`, `tokens` long: the SHA-256 of
+   * the generated token ids (decimal, comma-separated; llama.cpp reports them) or of the
+   * generated text (UTF-8; any engine, dllama-api reports no ids).
+   */
+  health?: { prompt: string; tokens: number; tokenIdsSha256?: string; textSha256?: string };
 }
 
 export class BundleError extends Error {
@@ -94,7 +98,10 @@ export function parseManifest(bytes: Buffer): BundleManifest {
   }
   if (m.health !== undefined) {
     const h = m.health as Record<string, unknown>;
-    if (typeof h.prompt !== 'string' || !Number.isSafeInteger(h.tokens) || (h.tokens as number) < 1 || !isHex(h.tokenIdsSha256, 64)) throw bad('has a health check without prompt, tokens and tokenIdsSha256');
+    const hashes = [h.tokenIdsSha256, h.textSha256].filter((x) => x !== undefined);
+    if (typeof h.prompt !== 'string' || !Number.isSafeInteger(h.tokens) || (h.tokens as number) < 1 || hashes.length === 0 || !hashes.every((x) => isHex(x, 64))) {
+      throw bad('has a health check without prompt, tokens and tokenIdsSha256 or textSha256');
+    }
   }
   return m as unknown as BundleManifest;
 }

@@ -10,7 +10,7 @@ import { renderTemplate, type Plan } from '../../plan/plan.js';
 import type { Layer } from '../../catalog/layers.js';
 import { drain, keptPax, packEntry, readAll, readTar, type TarHeader } from '../rootfs-tar.js';
 import { renderTuning } from '../../tuning/render.js';
-import { AUTHORIZED_KEYS_PATH, ENGINE_BIN_DIR, inRootfs, NODE_SETTINGS_PATH } from '../../../shared/node-paths.js';
+import { AUTHORIZED_KEYS_PATH, inRootfs, NODE_SETTINGS_PATH, RUNTIME_CURRENT, RUNTIME_INFO, runtimeVersionDir } from '../../../shared/node-paths.js';
 import { EEPROM_FIRMWARE_GLOB } from '../../firmware/bootloader-plan.js';
 import { eepromSignature, readEepromFile, replaceEepromFile, setBootconfKeys } from '../../firmware/eeprom.js';
 
@@ -44,7 +44,7 @@ function nodeEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
 }
 
 /**
- * Time zone and locale: the files timedatectl and localectl would write. The locale lives in
+ * Time zone, locale and time servers: the files timedatectl and localectl would write. The locale lives in
  * /etc/locale.conf; Debian's tmpfiles.d (debian.conf) turns /etc/default/locale into a link
  * to it at every boot, replacing a file written there.
  */
@@ -56,6 +56,21 @@ function systemEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
     link('etc/localtime', `/usr/share/zoneinfo/${plan.system.timezone}`),
     file('etc/locale.conf', `LANG=${plan.system.locale}\n`),
     link('etc/default/locale', '../locale.conf'),
+    // A vendor drop-in: an admin's /etc/systemd/timesyncd.conf.d still wins.
+    ...(plan.system.ntpServers.length ? [file('usr/lib/systemd/timesyncd.conf.d/pi-image.conf', `[Time]\nNTP=${plan.system.ntpServers.join(' ')}\n`)] : []),
+  ];
+}
+
+/** The first runtime's description and the `current` link to it: an image's node looks like an updated one. */
+function runtimeEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
+  const runtime = plan.node.runtime;
+  if (!runtime) return [];
+  const info = Buffer.from(`${JSON.stringify(runtime, null, 2)}\n`);
+  const infoPath = `${inRootfs(runtimeVersionDir(runtime.version))}/${RUNTIME_INFO}`;
+  const current = inRootfs(RUNTIME_CURRENT);
+  return [
+    [infoPath, { header: { name: infoPath, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime, size: info.length }, content: info }],
+    [current, { header: { name: current, type: 'symlink', linkname: `versions/${runtime.version}`, mode: 0o777, uid: 0, gid: 0, mtime } }],
   ];
 }
 
@@ -135,11 +150,12 @@ export async function runLayersStage(opts: {
       : { name: g.path, type: 'file', mode: g.mode ?? 0o644, uid: 0, gid: 0, mtime, size: Buffer.byteLength(g.content ?? '') };
     overlay.set(g.path, { header, content: g.symlinkTo ? undefined : Buffer.from(g.content ?? '') });
   }
+  const runtime = plan.node.runtime;
   const engineEntries = (opts.engineBinaries?.files ?? []).map(({ name, size }): [string, OverlayEntry] => {
-    const target = `${inRootfs(ENGINE_BIN_DIR)}/${name}`;
+    const target = `${inRootfs(runtimeVersionDir(runtime?.version as string))}/${name}`;
     return [target, { header: { name: target, type: 'file', mode: 0o755, uid: 0, gid: 0, mtime, size }, source: join(opts.engineBinaries?.dir as string, name) }];
   });
-  for (const [path, entry] of [...nodeEntries(plan, mtime), ...systemEntries(plan, mtime), ...engineEntries]) {
+  for (const [path, entry] of [...nodeEntries(plan, mtime), ...systemEntries(plan, mtime), ...engineEntries, ...runtimeEntries(plan, mtime)]) {
     if (overlay.has(path)) throw new ProfileError(`${path} is both written from pi-image.yaml and shipped by a layer's overlay`);
     overlay.set(path, entry);
   }

@@ -80,15 +80,22 @@ describe('plan summary', () => {
 describe('time zone and locale', () => {
   it('defaults to UTC and C.UTF-8; another locale brings locales-all', async () => {
     const dflt = await plan({});
-    expect(dflt.system).toEqual({ timezone: 'Etc/UTC', locale: 'C.UTF-8' });
+    expect(dflt.system).toEqual({ timezone: 'Etc/UTC', locale: 'C.UTF-8', ntpServers: [] });
     expect(dflt.base.packages).not.toContain('locales-all');
     const berlin = await plan({ timezone: 'Europe/Berlin', locale: 'de_DE.UTF-8' });
-    expect(berlin.system).toEqual({ timezone: 'Europe/Berlin', locale: 'de_DE.UTF-8' });
+    expect(berlin.system).toEqual({ timezone: 'Europe/Berlin', locale: 'de_DE.UTF-8', ntpServers: [] });
     expect(berlin.base.packages).toContain('locales-all');
     // Only the layers change with the time zone; the base with the locale.
     expect((await plan({ timezone: 'Europe/Berlin' })).cacheKeys).toMatchObject({ base: dflt.cacheKeys.base });
     expect((await plan({ timezone: 'Europe/Berlin' })).cacheKeys.layers).not.toBe(dflt.cacheKeys.layers);
     expect(berlin.cacheKeys.base).not.toBe(dflt.cacheKeys.base);
+  });
+
+  it('takes the time servers from the config, a name or an address; a bad one is refused', async () => {
+    const lan = await plan({ ntp_servers: ['192.168.1.1', 'ntp.example.org'] });
+    expect(lan.system.ntpServers).toEqual(['192.168.1.1', 'ntp.example.org']);
+    expect(lan.cacheKeys.layers).not.toBe((await plan({})).cacheKeys.layers);
+    expect(await failure({ ntp_servers: ['ntp server'] })).toMatch(/ntp_servers/);
   });
 
   it('refuses a zone that does not exist, with the one meant, and a locale that is not one', async () => {

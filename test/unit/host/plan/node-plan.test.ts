@@ -108,9 +108,12 @@ describe('bring-your-own dllama', () => {
     expect(p.files.map((f) => [f.target, f.mode.toString(8)])).toEqual([
       ['var/lib/pi-image/model/qwen3.m', '644'],
       ['var/lib/pi-image/model/qwen3.t', '644'],
-      ['opt/pi-image/engine/bin/dllama', '755'],
-      ['opt/pi-image/engine/bin/dllama-api', '755'],
+      ['opt/pi-image/runtime/versions/0.16.4/dllama', '755'],
+      ['opt/pi-image/runtime/versions/0.16.4/dllama-api', '755'],
     ]);
+    // The first runtime in the OTA layout: the engine runs from `current`, launched as that version.
+    expect(p.runtime).toEqual({ engine: 'dllama', version: '0.16.4', entry: { root: 'dllama-api', worker: 'dllama' } });
+    expect(p.settings.engine.binDir).toBe('/opt/pi-image/runtime/current');
   });
 });
 

@@ -85,7 +85,7 @@ export class ClusterSim {
     return {
       cluster: { name: 'sim', size: this.size, apiPort: 8080, discoveryPort: 47474, failoverGraceSeconds: 120, corsOrigins: [] },
       role: node.opts.configured ?? 'auto',
-      engine: { name: this.engine, binDir: '/opt/pi-image/engine/bin', contextLength: 4096 },
+      engine: { name: this.engine, binDir: '/opt/pi-image/runtime/current', contextLength: 4096 },
       model: { path: '/var/lib/pi-image/model/m.gguf', name: 'm' },
       user: { name: 'pi' },
     };

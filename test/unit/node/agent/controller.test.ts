@@ -351,7 +351,7 @@ describe('controller passes', () => {
   const settings = {
     cluster: { name: 'c', size: 2, apiPort: 8080, discoveryPort: 47474, failoverGraceSeconds: 120, corsOrigins: [] },
     role: 'auto' as const,
-    engine: { name: 'llama.cpp' as const, binDir: '/opt/pi-image/engine/bin', contextLength: 4096 },
+    engine: { name: 'llama.cpp' as const, binDir: '/opt/pi-image/runtime/current', contextLength: 4096 },
     model: null,
     user: { name: 'pi' },
   };
@@ -374,5 +374,39 @@ describe('controller passes', () => {
     expect(reconcile(after).actions).toEqual([{ do: 'publish-name' }, { do: 'eager', on: false }]);
     // A readiness report of a superseded start changes nothing.
     expect(applyEvent(after, { on: 'engine', generation: 0, state: 'failed' })).toBe(after);
+  });
+
+  /** A one-node dllama cluster whose engine serves. */
+  const servingAlone = (runtime?: string) => {
+    const dllama = { ...settings, cluster: { ...settings.cluster, size: 1 }, engine: { ...settings.engine, name: 'dllama' as const, contextLength: 256 } };
+    const first = reconcile(initialState({ node: 'a', boot: 'a#1', hostname: 'c-a', settings: dllama, canHoldModel: true, addresses: ['10.0.0.2'], ...(runtime ? { runtime } : {}) }));
+    return reconcile(applyEvent(first.state, { on: 'engine', generation: first.state.engine.generation, state: 'ready' })).state;
+  };
+
+  it('an engine that crashes while it serves is counted, reported with what killed it, and started again in the next pass', () => {
+    const serving = servingAlone();
+    const crashed = applyEvent(serving, { on: 'engine-crashed', generation: serving.engine.generation, what: 'dumped core on signal SEGV', at: '2026-11-23T10:00:00Z' });
+    expect(crashed.engine).toMatchObject({ state: 'failed', detail: 'crashed: dumped core on signal SEGV at 2026-11-23T10:00:00Z' });
+    expect(crashed.crashes).toEqual({ count: 1, last: 'dumped core on signal SEGV at 2026-11-23T10:00:00Z' });
+    const { state: again, actions } = reconcile(crashed);
+    expect(actions).toContainEqual(expect.objectContaining({ do: 'start-root', generation: serving.engine.generation + 1, adopt: false }));
+    expect(again.engine.state).toBe('starting');
+    expect(again.crashes.count).toBe(1);
+    // The exit of a run that a newer start replaced is not a crash of the running one.
+    expect(applyEvent(again, { on: 'engine-crashed', generation: serving.engine.generation, what: 'killed by signal TERM', at: 'x' })).toBe(again);
+  });
+
+  it('an update switching the runtime holds the engine stopped, then starts it again on the new runtime; the same runtime is not restarted', () => {
+    const serving = servingAlone('0.16.3');
+    const held = reconcile(applyEvent(serving, { on: 'runtime', version: '0.16.3', held: 'update u1 switching the runtime' }));
+    expect(held.actions.map((a) => a.do)).toContain('stop-engine');
+    expect(held.actions.map((a) => a.do)).not.toContain('start-root');
+    expect(held.state.engine).toMatchObject({ state: 'stopped', detail: 'update u1 switching the runtime' });
+    expect(reconcile(held.state).actions.map((a) => a.do)).not.toContain('start-root');
+    const released = reconcile(applyEvent(held.state, { on: 'runtime', version: '0.16.4' }));
+    expect(released.actions).toContainEqual(expect.objectContaining({ do: 'start-root', adopt: false }));
+    expect(released.state.engine.key).toMatch(/#0\.16\.4$/);
+    const ready = reconcile(applyEvent(released.state, { on: 'engine', generation: released.state.engine.generation, state: 'ready' })).state;
+    expect(reconcile(applyEvent(ready, { on: 'runtime', version: '0.16.4' })).actions.map((a) => a.do)).not.toContain('start-root');
   });
 });

@@ -62,7 +62,7 @@ describe('layers stage', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pi-image-layers-'));
   const baseTar = join(dir, 'base.tar');
   await makeBaseTar(baseTar);
-  const { plan, inputs: { layers } } = await planBuild(resolveConfig({ hostname: 'node-a', layers: [FIXTURE_LAYER], timezone: 'Europe/Berlin', locale: 'de_DE.UTF-8' }, {}), { env: {} });
+  const { plan, inputs: { layers } } = await planBuild(resolveConfig({ hostname: 'node-a', layers: [FIXTURE_LAYER], timezone: 'Europe/Berlin', locale: 'de_DE.UTF-8', ntp_servers: ['192.168.1.1', 'ntp.lan'] }, {}), { env: {} });
   const out = join(dir, 'out');
   mkdirSync(out);
   const sde = 1_500_000_000;
@@ -82,6 +82,8 @@ describe('layers stage', async () => {
     expect(entries.get('etc/locale.conf')?.content).toBe('LANG=de_DE.UTF-8\n');
     // As Debian's tmpfiles.d makes it at every boot (a file there would be replaced).
     expect(entries.get('etc/default/locale')?.header).toMatchObject({ type: 'symlink', linkname: '../locale.conf' });
+    // The config's time servers, as a vendor drop-in an admin's /etc overrides.
+    expect(entries.get('usr/lib/systemd/timesyncd.conf.d/pi-image.conf')?.content).toBe('[Time]\nNTP=192.168.1.1 ntp.lan\n');
   });
 
   it('sets owner, mode and mtime per entry', () => {

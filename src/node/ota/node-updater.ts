@@ -1,0 +1,120 @@
+import { createReadStream } from 'node:fs';
+import { mkdir, rm, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import { RUNTIME_INFO } from '../../shared/node-paths.js';
+import type { BundleManifest } from '../../shared/ota/manifest.js';
+import type { RuntimeInfo } from '../../shared/ota/runtime-info.js';
+import { fetchBundle, type BundleSource } from './fetch-bundle.js';
+import { VersionStore } from './version-store.js';
+
+/** What the root asks of a node during an update (over OTA_PORT, or directly for itself). */
+export type OtaCommand =
+  | { op: 'stage'; update: string; version: string; source: BundleSource }
+  | { op: 'switch'; update: string; version: string }
+  | { op: 'release'; update: string }
+  | { op: 'commit'; update: string; keep: number }
+  | { op: 'state' };
+
+export interface NodeRuntimeState {
+  current?: string;
+  previous?: string;
+  installed: string[];
+}
+
+/** How an updater reaches the agent's engine: held stopped while `current` changes, released onto what `current` names then. */
+export interface EngineHold {
+  hold(reason: string): Promise<void>;
+  release(): Promise<void>;
+}
+
+/**
+ * One node's part of an update, each step safe to repeat (the root repeats a step after a
+ * crash): stage a version (download resumably, verify, unpack into the store), switch
+ * `current` with the engine held stopped, let the engine run again, prune old versions.
+ */
+export class NodeUpdater {
+  readonly store: VersionStore;
+
+  constructor(
+    private readonly opts: {
+      runtimeDir: string;
+      downloadDir: string;
+      trusted: () => Promise<KeyObject[]>;
+      expect: { engine: string; arch: string };
+      engine: EngineHold;
+      log: (line: string) => void;
+    },
+  ) {
+    this.store = new VersionStore(opts.runtimeDir);
+  }
+
+  async handle(command: OtaCommand): Promise<Record<string, unknown>> {
+    switch (command.op) {
+      case 'state':
+        return { ...(await this.state()) };
+      case 'stage':
+        return this.stageRemote(command.version, command.source);
+      case 'switch':
+        await this.switchTo(command.version, `update ${command.update} switching the runtime to ${command.version}`);
+        return { current: command.version };
+      case 'release':
+        await this.opts.engine.release();
+        return { current: await this.store.current() };
+      case 'commit':
+        return { pruned: await this.store.prune(command.keep) };
+    }
+  }
+
+  async state(): Promise<NodeRuntimeState> {
+    const [current, previous, installed] = await Promise.all([this.store.current(), this.store.previous(), this.store.installed()]);
+    return { ...(current ? { current } : {}), ...(previous ? { previous } : {}), installed };
+  }
+
+  /** Stages a bundle file already on this node (the root's copy). */
+  async stageFile(version: string, file: string): Promise<BundleManifest | undefined> {
+    if (await this.store.path(version)) return undefined;
+    await this.store.recover();
+    return this.store.stage(createReadStream(file), {
+      trusted: await this.opts.trusted(),
+      expect: { kind: 'runtime', ...this.opts.expect },
+      accept: async (m) => {
+        if (m.version !== version) throw new Error(`the bundle holds version ${m.version}, not ${version}`);
+        await needSpace(this.opts.runtimeDir, m.files.reduce((s, f) => s + f.size, 0));
+      },
+      describe: (m) => ({ name: RUNTIME_INFO, content: `${JSON.stringify({ engine: m.engine, version: m.version, entry: m.entry as RuntimeInfo['entry'] } satisfies RuntimeInfo, null, 2)}\n` }),
+    });
+  }
+
+  private async stageRemote(version: string, source: BundleSource): Promise<Record<string, unknown>> {
+    if (await this.store.path(version)) return { staged: version, fetched: 0 };
+    await mkdir(this.opts.downloadDir, { recursive: true, mode: 0o700 });
+    await needSpace(this.opts.downloadDir, source.size);
+    const file = join(this.opts.downloadDir, `${source.sha256}.bundle`);
+    const { fetched, resumedAt } = await fetchBundle(source, file);
+    if (resumedAt) this.opts.log(`update: resumed the download of ${version} at byte ${resumedAt}`);
+    try {
+      await this.stageFile(version, file);
+    } finally {
+      await rm(file, { force: true });
+    }
+    return { staged: version, fetched, resumedAt };
+  }
+
+  /** Holds the engine stopped and points `current` at `version` (a rollback is a switch back). */
+  async switchTo(version: string, reason: string): Promise<void> {
+    if (!(await this.store.path(version))) throw new Error(`version ${version} is not staged on this node`);
+    await this.opts.engine.hold(reason);
+    await this.store.switchTo(version);
+    this.opts.log(`update: runtime ${version} is current`);
+  }
+}
+
+/** Refuses a step that would fill the disk: `bytes` and a margin must be free where they go. */
+export async function needSpace(dir: string, bytes: number): Promise<void> {
+  const st = await statfs(dir).catch(() => undefined);
+  if (!st) return;
+  const free = st.bavail * st.bsize;
+  const margin = 64 << 20;
+  if (free < bytes + margin) throw new Error(`not enough disk space: ${Math.ceil((bytes + margin) / 2 ** 20)} MiB needed in ${dir}, ${Math.floor(free / 2 ** 20)} MiB free`);
+}
