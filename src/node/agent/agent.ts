@@ -5,6 +5,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Server } from 'node:http';
 import type { EngineAdapter, LaunchLine } from '../../shared/engines/adapter.js';
+import type { BundleManifest } from '../../shared/ota/manifest.js';
 import type { RuntimeInfo } from '../../shared/ota/runtime-info.js';
 import { currentRuntime } from '../runtime.js';
 import { ENGINES } from '../../shared/engines/index.js';
@@ -166,7 +167,7 @@ export class Agent {
       log: this.log,
     });
     const isRoot = () => (this.state.role === 'root' ? this.coordinator : undefined);
-    const listen = (server: import('node:http').Server, port: number) =>
+    const listen = (server: Server, port: number) =>
       new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, () => resolve());
@@ -200,7 +201,7 @@ export class Agent {
   }
 
   /** A completion through the API front at temperature 0; with the bundle's expectation, its output's hash too. */
-  private async checkHealth(health: import('../../shared/ota/manifest.js').BundleManifest['health']): Promise<string | undefined> {
+  private async checkHealth(health: BundleManifest['health']): Promise<string | undefined> {
     const token = await readSecret(API_TOKEN);
     const prompt = health?.prompt ?? 'Hello';
     const res = await fetch(`http://127.0.0.1:${this.settings.cluster.apiPort}/v1/chat/completions`, {
