@@ -1,7 +1,8 @@
 // A cluster's update in one real process, outside any VM: three nodes' version stores in
 // folders, the workers' agents on real loopback HTTP servers, the root's coordinator. The
 // engine is a stand-in that records what it runs (the VM tests run the real one). Usage:
-//   node ota-cluster-process.mjs <dist> <work> <push|resume> [bundle] [kill-at-phase] [allow-downgrade]
+//   node ota-cluster-process.mjs <dist> <work> <push|resume|align> [bundle] [kill-at-phase] [allow-downgrade]
+// align: what the root does before its engine starts with workers (one may have been away).
 // Prints one JSON line: the outcome and each node's current version.
 import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
@@ -66,6 +67,7 @@ try {
   } else await coordinator.resume();
   await coordinator.settled();
   outcome = coordinator.status().last?.phase ?? 'none';
+  if (mode === 'align') outcome = JSON.stringify(await coordinator.align(members.slice(1)));
 } catch (e) {
   outcome = `refused: ${e.message}`;
 }

@@ -160,7 +160,7 @@ export class Agent {
       trusted,
       expect: { engine: this.settings.engine.name, arch: debianArch() },
       members: () => this.servingMembers(),
-      command: (m, command) => sendCommand(secret, m, OTA_PORT, command),
+      command: (m, command) => sendCommand(secret, m, OTA_PORT, command, command.op === 'state' ? 10_000 : undefined),
       bundleUrl: (m, sha256) => `http://${this.addressFacing(m.address)}:${OTA_PORT}/ota/bundle/${sha256}`,
       waitServing: (members, timeoutMs) => this.waitServing(members, timeoutMs),
       checkHealth: (health) => this.checkHealth(health),
@@ -336,6 +336,12 @@ export class Agent {
           temperature: this.settings.engine.temperature,
           workers: action.workers.map((w) => ({ address: w.addresses[0] as string, port: this.adapter.workerPort })),
         }), 'root');
+        if (this.runtime && action.workers.length) {
+          // Every node on the root's runtime before the engine starts: never a mix of versions.
+          const { changed, problems } = await this.coordinator.align(action.workers.map((w) => ({ node: w.node, address: w.addresses[0] as string })));
+          for (const problem of problems) this.log(`update: cannot check or align ${problem}`);
+          if (changed.length) throw new Error(`brought ${changed.join(', ')} onto runtime ${this.runtime.version} first; the engine starts once they are ready again`);
+        }
         return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000, action.adopt);
       }
       case 'serve-api':

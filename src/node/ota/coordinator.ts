@@ -220,6 +220,41 @@ export class UpdateCoordinator {
     await this.enter(record, 'rolled-back');
   }
 
+  /**
+   * Before the root's engine starts with these workers: a worker that runs another runtime
+   * than the root (it was off during an update, or came back from a card of the old image)
+   * is brought onto the root's first — switched if it has that version, else staged from the
+   * last committed bundle. Returns the workers it changed (their engines restart; the root
+   * starts once they are ready again) and what it could not do.
+   */
+  async align(workers: Member[]): Promise<{ changed: string[]; problems: string[] }> {
+    const want = (await this.deps.local.state()).current;
+    const changed: string[] = [];
+    const problems: string[] = [];
+    if (!want) return { changed, problems };
+    await Promise.all(
+      workers.map(async (m) => {
+        try {
+          const state = (await this.deps.command(m, { op: 'state' })) as { current?: string; installed?: string[] };
+          if (state.current === want) return;
+          if (!state.installed?.includes(want)) {
+            const last = this.last;
+            const chunks = last?.phase === 'committed' && last.version === want ? await this.chunks(last.bundle.sha256) : undefined;
+            if (!last || !chunks) throw new Error(`it runs ${state.current ?? 'nothing'} and has no ${want}, and no committed bundle of ${want} is kept here`);
+            await this.deps.command(m, { op: 'stage', update: last.id, version: want, source: { url: this.deps.bundleUrl(m, last.bundle.sha256), sha256: last.bundle.sha256, size: last.bundle.size, chunks } });
+          }
+          await this.deps.command(m, { op: 'switch', update: 'align', version: want });
+          await this.deps.command(m, { op: 'release', update: 'align' });
+          this.deps.log(`update: ${m.node} ran ${state.current ?? 'nothing'}; brought onto ${want}`);
+          changed.push(m.node);
+        } catch (e) {
+          problems.push(`${m.node}: ${(e as Error).message}`);
+        }
+      }),
+    );
+    return { changed, problems };
+  }
+
   /** After a restart, every member's agent must answer before the update is finished (nodes boot at their own pace). */
   private async reachable(members: Member[], timeoutMs = 15 * 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -270,11 +305,12 @@ export class UpdateCoordinator {
     if (isFinal(phase)) await this.finish(record);
   }
 
-  /** An ended update: kept as the last one, its bundle removed. */
+  /** An ended update: kept as the last one; of the bundles only a committed one stays, for nodes that were away. */
   private async finish(record: UpdateRecord): Promise<void> {
     await writeFileAtomic(join(this.deps.dir, HISTORY), JSON.stringify(record, null, 2));
     await rm(join(this.deps.dir, RECORD), { force: true });
-    for (const name of await readdir(this.bundles).catch(() => [] as string[])) await rm(join(this.bundles, name), { force: true });
+    const keep = record.phase === 'committed' ? [`${record.bundle.sha256}.bundle`, `${record.bundle.sha256}.chunks.json`] : [];
+    for (const name of await readdir(this.bundles).catch(() => [] as string[])) if (!keep.includes(name)) await rm(join(this.bundles, name), { force: true });
     this.last = record;
     this.record = undefined;
   }

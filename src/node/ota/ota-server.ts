@@ -74,8 +74,8 @@ async function serveBundle(req: IncomingMessage, res: ServerResponse, coordinato
   createReadStream(path, { start }).pipe(res);
 }
 
-/** The root's command to one member, signed with the cluster secret; no time bound (staging a large bundle takes long). */
-export function sendCommand(secret: Buffer, member: Member, port: number, command: OtaCommand): Promise<Record<string, unknown>> {
+/** The root's command to one member, signed with the cluster secret; no time bound unless given (staging a large bundle takes long). */
+export function sendCommand(secret: Buffer, member: Member, port: number, command: OtaCommand, timeoutMs?: number): Promise<Record<string, unknown>> {
   const body = JSON.stringify(command);
   return new Promise((resolve, reject) => {
     const req = request({ host: member.address, port, method: 'POST', path: '/ota/command', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), [MAC_HEADER]: mac(secret, body) } }, (res) => {
@@ -90,6 +90,7 @@ export function sendCommand(secret: Buffer, member: Member, port: number, comman
         else resolve(answer);
       }, reject);
     });
+    if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
     req.on('error', (e) => reject(new Error(`${member.node} (${member.address}): ${e.message}`)));
     req.end(body);
   });

@@ -75,7 +75,7 @@ async function cluster(name: string): Promise<string> {
   return dir;
 }
 
-function run(dir: string, mode: 'push' | 'resume', bundle = '', killAt = '', allowDowngrade = false): Run & { signal: string | null; stderr: string } {
+function run(dir: string, mode: 'push' | 'resume' | 'align', bundle = '', killAt = '', allowDowngrade = false): Run & { signal: string | null; stderr: string } {
   const r = spawnSync(process.execPath, [SCRIPT, DIST, dir, mode, bundle, killAt, allowDowngrade ? '1' : ''], { encoding: 'utf8', timeout: 120_000 });
   if (r.signal) return { signal: r.signal, stderr: r.stderr, outcome: 'killed', current: {}, engines: [], last: null };
   if (r.status !== 0) throw new Error(`the cluster process failed (${r.status}): ${r.stderr} (it runs dist/: npm run build first; scripts/test does)`);
@@ -121,9 +121,26 @@ describe('a cluster update with real files and processes', () => {
     expect(r.engines).toEqual(['running 2.0', 'running 2.0', 'running 2.0']);
     const size = readFileSync(bundles.b2 as string).length;
     expect([r.last?.nodes.n2?.fetched, r.last?.nodes.n3?.fetched]).toEqual([size, size]);
-    // The root keeps no bundle once the update ended; the previous version stays for a rollback.
-    expect(readdirSync(join(dir, 'n1/ota/bundles'))).toEqual([]);
+    // The root keeps the committed bundle (for nodes that were away) and nothing else; the previous version stays for a rollback.
+    expect(readdirSync(join(dir, 'n1/ota/bundles')).sort()).toEqual([expect.stringMatching(/^[0-9a-f]{64}\.bundle$/), expect.stringMatching(/^[0-9a-f]{64}\.chunks\.json$/)].sort());
     expect(await new VersionStore(join(dir, 'n2/runtime')).previous()).toBe('1.0');
+  });
+
+  it('a node that was away during an update is brought onto the cluster\'s version before the root starts with it', async () => {
+    const dir = await cluster('away');
+    expect(run(dir, 'push', bundles.b2).outcome).toBe('committed');
+    // n2 came back on the version it had (installed); n3 from a card that never had 2.0.
+    await new VersionStore(join(dir, 'n2/runtime')).switchTo('1.0');
+    rmSync(join(dir, 'n3/runtime'), { recursive: true });
+    const fresh = new VersionStore(join(dir, 'n3/runtime'));
+    await fresh.stage(createReadStream(bundles.b1 as string), { trusted: [key.publicKey], expect: { kind: 'runtime' } });
+    await fresh.switchTo('1.0');
+    const r = run(dir, 'align');
+    expect(JSON.parse(r.outcome)).toEqual({ changed: expect.arrayContaining(['n2', 'n3']), problems: [] });
+    expect(r.current).toEqual({ n1: '2.0', n2: '2.0', n3: '2.0' });
+    expect(r.engines.slice(1)).toEqual(['running 2.0', 'running 2.0']);
+    // Aligned already: nothing to do.
+    expect(JSON.parse(run(dir, 'align').outcome)).toEqual({ changed: [], problems: [] });
   });
 
   it('a bundle whose engine fails its health check: every node back on the previous version, running', async () => {
