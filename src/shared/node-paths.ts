@@ -31,7 +31,6 @@ export const FIRST_BOOT_STAMP = `${STATE_DIR}/first-boot.done`;
 export const NODE_ID_PATH = `${STATE_DIR}/node-id`;
 /** The role this node took and the root it follows, kept across reboots and re-flashes. */
 export const CLUSTER_STATE_PATH = `${STATE_DIR}/cluster.json`;
-export const MODEL_DIR = `${STATE_DIR}/model`;
 /** What a card's node file set for this node (its role), kept once the file is gone from the FAT. */
 export const CARD_SETTINGS_PATH = `${STATE_DIR}/card.json`;
 /** The static address a card's files gave, for systemd-networkd (sorts before the image's DHCP default). */
@@ -54,6 +53,12 @@ export const RUNTIME_CURRENT = `${RUNTIME_DIR}/current`;
 export const runtimeVersionDir = (version: string) => `${RUNTIME_DIR}/versions/${version}`;
 /** In each runtime version's folder: its engine, version and each role's program (RuntimeInfo). */
 export const RUNTIME_INFO = '.pi-image-runtime.json';
+/** Models in the same layout: versions/<version>/ and `current`, the engine loads the model `current` names. */
+export const MODEL_DIR = `${STATE_DIR}/model`;
+export const MODEL_CURRENT = `${MODEL_DIR}/current`;
+export const modelVersionDir = (version: string) => `${MODEL_DIR}/versions/${version}`;
+/** In each model version's folder: its engine, version and file names (ModelInfo). */
+export const MODEL_INFO = '.pi-image-model.json';
 /** OTA bundles the root received, and its record of the update in progress. */
 export const OTA_DIR = `${STATE_DIR}/ota`;
 /** The unit every engine runs in, so the tuning profile's drop-in applies to it. */

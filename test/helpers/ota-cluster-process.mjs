@@ -1,9 +1,10 @@
 // A cluster's update in one real process, outside any VM: three nodes' version stores in
-// folders, the workers' agents on real loopback HTTP servers, the root's coordinator. The
-// engine is a stand-in that records what it runs (the VM tests run the real one). Usage:
+// folders (runtime and model), the workers' agents on real loopback HTTP servers, the root's
+// coordinator. The engine is a stand-in that records what it runs (the VM tests run the real
+// one). Usage:
 //   node ota-cluster-process.mjs <dist> <work> <push|resume|align> [bundle] [kill-at-phase] [allow-downgrade]
 // align: what the root does before its engine starts with workers (one may have been away).
-// Prints one JSON line: the outcome and each node's current version.
+// Prints one JSON line: the outcome and each node's current runtime and model version.
 import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
 import { join } from 'node:path';
@@ -20,23 +21,21 @@ const engineFile = (n) => join(work, n, 'engine');
 const updaters = {};
 for (const n of nodes) {
   mkdirSync(join(work, n), { recursive: true });
-  updaters[n] = new NodeUpdater({
-    runtimeDir: join(work, n, 'runtime'),
-    downloadDir: join(work, n, 'download'),
-    trusted,
-    expect: { engine: 'llama.cpp', arch: 'arm64' },
-    engine: {
-      hold: async () => writeFileSync(engineFile(n), 'held'),
-      release: async () => writeFileSync(engineFile(n), `running ${await updaters[n].store.current()}`),
+  const engine = {
+    hold: async () => writeFileSync(engineFile(n), 'held'),
+    release: async () => {
+      const model = await updaters[n].model.store.current();
+      writeFileSync(engineFile(n), `running ${await updaters[n].runtime.store.current()}${model ? ` model ${model}` : ''}`);
     },
-    log: () => undefined,
-  });
-  await updaters[n].store.recover();
+  };
+  const updater = (kind) => new NodeUpdater({ kind, dir: join(work, n, kind), downloadDir: join(work, n, 'download'), trusted, expect: { engine: 'llama.cpp', arch: 'arm64' }, engine, log: () => undefined });
+  updaters[n] = { runtime: updater('runtime'), model: updater('model') };
+  for (const u of Object.values(updaters[n])) await u.store.recover();
 }
 const ports = {};
 let coordinator;
 for (const n of nodes) {
-  const server = memberServer({ secret, updater: updaters[n], coordinator: () => (n === 'n1' ? coordinator : undefined), log: () => undefined });
+  const server = memberServer({ secret, updaters: updaters[n], coordinator: () => (n === 'n1' ? coordinator : undefined), log: () => undefined });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   ports[n] = server.address().port;
 }
@@ -52,7 +51,7 @@ coordinator = new UpdateCoordinator({
   command: (m, c) => sendCommand(secret, m, ports[m.node], c),
   bundleUrl: (_m, sha) => `http://127.0.0.1:${ports.n1}/ota/bundle/${sha}`,
   waitServing: async () => engines().every((e) => e.startsWith('running ')),
-  // The stand-in engine of a version named bad-* gives the wrong output.
+  // The stand-in engine of a runtime or model version named *bad* gives the wrong output.
   checkHealth: async () => (engines().some((e) => e.includes('bad')) ? 'the output hashes to something else' : undefined),
   log: (line) => process.stderr.write(`${line}\n`),
   serveTimeoutMs: 1000,
@@ -72,6 +71,10 @@ try {
   outcome = `refused: ${e.message}`;
 }
 const current = {};
-for (const n of nodes) current[n] = (await updaters[n].store.current()) ?? null;
-process.stdout.write(`${JSON.stringify({ outcome, current, engines: engines(), last: coordinator.status().last ?? null })}\n`);
+const models = {};
+for (const n of nodes) {
+  current[n] = (await updaters[n].runtime.store.current()) ?? null;
+  models[n] = (await updaters[n].model.store.current()) ?? null;
+}
+process.stdout.write(`${JSON.stringify({ outcome, current, models, engines: engines(), last: coordinator.status().last ?? null })}\n`);
 process.exit(0);

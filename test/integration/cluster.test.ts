@@ -175,7 +175,7 @@ describe('cluster of three emulated nodes', () => {
   it('generates the same token ids as a single-node run of the same model', async () => {
     const distributed = await generate(rootIndex, 8081);
     const root = vm(rootIndex);
-    await root.check('llama-server -m /var/lib/pi-image/model/tiny.gguf --host 127.0.0.1 --port 8099 -t 1 -c 256 > /tmp/single.log 2>&1 &');
+    await root.check('llama-server -m /var/lib/pi-image/model/current/tiny.gguf --host 127.0.0.1 --port 8099 -t 1 -c 256 > /tmp/single.log 2>&1 &');
     await root.check('(for i in $(seq 120); do pi-image-test-http GET http://127.0.0.1:8099/health | head -1 | grep -q 200 && exit 0; sleep 2; done; cat /tmp/single.log; exit 1)', 5 * 60_000);
     const single = await generate(rootIndex, 8099);
     await root.check('kill %1; wait');

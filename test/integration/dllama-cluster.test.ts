@@ -202,8 +202,9 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
   };
   interface OtaStatus {
     runtime: { current: string; previous?: string };
-    nodes: { runtime: { current: string; previous?: string } }[];
-    last?: { phase: string; reason?: string; nodes: Record<string, { fetched?: number }>; timings: Record<string, number> };
+    model: { current: string; previous?: string; installed: string[] };
+    nodes: { runtime: { current: string; previous?: string }; model: { current: string; previous?: string; installed: string[] } }[];
+    last?: { kind: string; phase: string; reason?: string; nodes: Record<string, { fetched?: number }>; timings: Record<string, number> };
   }
   const otaStatus = async () => {
     const run = await ota(['status', '--json']);
@@ -228,7 +229,7 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
     const started = Date.now();
     const push = await ota(['push', bundle]);
     expectOk(push);
-    expect(push.stdout).toMatch(/every node runs 0\.16\.4 \(was 0\.16\.3\)/);
+    expect(push.stdout).toMatch(/every node runs runtime 0\.16\.4 \(was 0\.16\.3\)/);
     const status = await otaStatus();
     expect([status.runtime, ...status.nodes.map((n) => n.runtime)]).toEqual([
       { current: '0.16.4', previous: '0.16.3', installed: ['0.16.3', '0.16.4'] },
@@ -275,4 +276,41 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
     expect([status.runtime.current, ...status.nodes.map((n) => n.runtime.current)]).toEqual(['0.16.4', '0.16.4']);
     expect(status.last?.phase).toBe('rolled-back');
   }, 10 * 60_000);
+
+  it('replaces the model on every node over the network, and rolls a model that fails its health check back', async () => {
+    const before = await otaStatus();
+    expect([before.model, ...before.nodes.map((n) => n.model)]).toEqual([
+      { current: 'tiny', installed: ['tiny'] },
+      { current: 'tiny', installed: ['tiny'] },
+    ]);
+    // Another model of the same shape (other weights): it must answer something else.
+    writeFileSync(join(work, 'tiny-2.m'), tinyDllamaModel({ seed: 2 }));
+    const good = join(work, 'model-2.bundle');
+    expectOk(await runCli(['model', 'pack', join(work, 'tiny-2.m'), '--tokenizer', join(work, 'tiny.t'), '--model-version', 'tiny-2', '--key', join(work, 'ota.key'), '-o', good]));
+    const started = Date.now();
+    const push = await ota(['push', good]);
+    expectOk(push);
+    expect(push.stdout).toMatch(/every node runs model tiny-2 \(was tiny\)/);
+    const status = await otaStatus();
+    expect([status.model.current, ...status.nodes.map((n) => n.model.current)]).toEqual(['tiny-2', 'tiny-2']);
+    expect([status.runtime.current, ...status.nodes.map((n) => n.runtime.current)]).toEqual(['0.16.4', '0.16.4']);
+    figures.push(`OTA model tiny → tiny-2 on 2 nodes: ${Math.round((Date.now() - started) / 1000)} s (phases ${JSON.stringify(status.last?.timings)}); the worker fetched ${JSON.stringify(status.last?.nodes)} bytes of a ${statSync(good).size}-byte bundle`);
+    expect(await engineLine()).toMatch(/--model \/var\/lib\/pi-image\/model\/current\/model\.m --tokenizer \/var\/lib\/pi-image\/model\/current\/tokenizer\.t /);
+    const newAnswer = await answer();
+    expect(newAnswer).toMatch(/^[\x20-\x7e]+$/);
+    expect(newAnswer).not.toBe(clusterAnswer);
+    figures.push(`answer of model tiny-2: ${JSON.stringify(newAnswer)}`);
+
+    // A third model whose bundle expects the first model's text: the health check fails.
+    writeFileSync(join(work, 'tiny-3.m'), tinyDllamaModel({ seed: 3 }));
+    const bad = join(work, 'model-3.bundle');
+    expectOk(await runCli(['model', 'pack', join(work, 'tiny-3.m'), '--tokenizer', join(work, 'tiny.t'), '--model-version', 'tiny-3', '--key', join(work, 'ota.key'), '--health-prompt', PROMPT, '--health-tokens', '12', '--health-text-sha256', createHash('sha256').update(clusterAnswer).digest('hex'), '-o', bad]));
+    const rolled = await ota(['push', bad]);
+    expect(rolled.exitCode).toBe(1);
+    expect(rolled.stderr).toMatch(/rolled-back: health check: the output of "Hello" hashes to/);
+    expect(rolled.stderr).toMatch(/every node is back on tiny-2/);
+    const after = await otaStatus();
+    expect([after.model.current, ...after.nodes.map((n) => n.model.current)]).toEqual(['tiny-2', 'tiny-2']);
+    expect(await answer()).toBe(newAnswer);
+  }, 30 * 60_000);
 });

@@ -5,6 +5,7 @@ import { PiImageError } from '../errors.js';
 import { formatBytes } from '../flash/safety.js';
 import { runCancellable } from './cancellable.js';
 import type { BundleManifest } from '../../shared/ota/manifest.js';
+import { versionFromFileName } from '../../shared/ota/version-info.js';
 import type { Reporter } from '../progress.js';
 
 /** Where each engine's programs are in a runtime folder, by file name. */
@@ -38,6 +39,15 @@ async function verifyCommandAction(bundle: string, options: Record<string, unkno
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 /** The manifest's health check from the pack flags, each checked. */
+/** The health check's flags, the same for a runtime and a model bundle. */
+function addHealthOptions(command: Command): Command {
+  return command
+    .option('--health-prompt <text>', 'the health check after a switch: this prompt at temperature 0 must give the expected output (with --health-text-sha256 or --health-token-ids-sha256)')
+    .option('--health-tokens <n>', 'how many tokens the health check generates', '8')
+    .option('--health-text-sha256 <hex>', 'SHA-256 of the text the health check must generate (any engine)')
+    .option('--health-token-ids-sha256 <hex>', 'SHA-256 of the token ids it must generate, decimal and comma-separated (llama.cpp)');
+}
+
 function healthOption(options: Record<string, unknown>): { health?: NonNullable<BundleManifest['health']> } {
   const hashes = { textSha256: options.healthTextSha256, tokenIdsSha256: options.healthTokenIdsSha256 };
   if (options.healthPrompt === undefined) {
@@ -86,8 +96,7 @@ export function keysCommand(): Command {
 
 export function runtimeCommand(): Command {
   const runtime = new Command('runtime').description('OTA bundles of the inference engine: pack a folder of programs, verify a bundle');
-  runtime
-    .command('pack')
+  addHealthOptions(runtime.command('pack'))
     .description("Pack a folder of engine programs and libraries into a signed OTA bundle (files hashed, manifest signed with Ed25519)")
     .argument('<dir>', 'the runtime folder (programs executable, libraries beside them)')
     .addOption(new Option('--engine <name>', 'the engine the programs are').choices(['llama.cpp', 'dllama']).makeOptionMandatory())
@@ -96,10 +105,6 @@ export function runtimeCommand(): Command {
     .requiredOption('--key <file>', 'the private update key (pi-image keys new)')
     .option('--root-entry <path>', "the root's program, relative to the folder (default: by the engine's name: llama-server, dllama-api)")
     .option('--worker-entry <path>', "the workers' program (default: ggml-rpc-server, dllama)")
-    .option('--health-prompt <text>', 'the health check after a switch: this prompt at temperature 0 must give the expected output (with --health-text-sha256 or --health-token-ids-sha256)')
-    .option('--health-tokens <n>', 'how many tokens the health check generates', '8')
-    .option('--health-text-sha256 <hex>', 'SHA-256 of the text the health check must generate (any engine)')
-    .option('--health-token-ids-sha256 <hex>', 'SHA-256 of the token ids it must generate, decimal and comma-separated (llama.cpp)')
     .option('-o, --out <file>', 'the bundle to write (default: pi-image-runtime-<engine>-<engine-version>-<arch>.bundle)')
     .option('--json', 'print the manifest as JSON')
     .action((dir: string, options: Record<string, unknown>) =>
@@ -125,12 +130,11 @@ export function runtimeCommand(): Command {
 
 export function modelCommand(): Command {
   const model = new Command('model').description('OTA bundles of the model: pack a GGUF (llama.cpp) or a .m with its .t (dllama), verify a bundle');
-  model
-    .command('pack')
+  addHealthOptions(model.command('pack'))
     .description('Pack a model file into a signed OTA bundle')
     .argument('<model>', 'the model: a .gguf file (llama.cpp) or a .m file (dllama, with --tokenizer)')
     .option('--tokenizer <file>', "dllama's tokenizer (.t) that goes with a .m model")
-    .option('--model-version <version>', "the model's version or name (default: the file's name)")
+    .option('--model-version <version>', "the model's version or name, other than the one the nodes serve (default: the file's name)")
     .requiredOption('--key <file>', 'the private update key (pi-image keys new)')
     .option('-o, --out <file>', 'the bundle to write (default: pi-image-model-<model-version>.bundle)')
     .option('--json', 'print the manifest as JSON')
@@ -142,13 +146,13 @@ export function modelCommand(): Command {
         const engine: BundleManifest['engine'] = ext === '.gguf' ? 'llama.cpp' : 'dllama';
         if (engine === 'dllama' && !options.tokenizer) throw new PiImageError(`${file} is a dllama model: give its tokenizer with --tokenizer FILE.t`);
         if (engine === 'llama.cpp' && options.tokenizer) throw new PiImageError('--tokenizer goes with a dllama .m model; a GGUF holds its tokenizer');
-        const version = String(options.modelVersion ?? basename(file, extname(file)).replace(/[^A-Za-z0-9.+~_-]/g, '-').replace(/^[^A-Za-z0-9]+/, ''));
+        const version = String(options.modelVersion ?? versionFromFileName(basename(file)));
         const files = [
           { source: resolve(file), path: `model${ext}`, mode: 0o644 as const },
           ...(options.tokenizer ? [{ source: resolve(String(options.tokenizer)), path: 'tokenizer.t', mode: 0o644 as const }] : []),
         ];
         const out = resolve(String(options.out ?? `pi-image-model-${version}.bundle`));
-        const manifest = await packBundle({ out, kind: 'model', engine, version, arch: 'all', files, privateKey: await loadPrivateKey(String(options.key)) });
+        const manifest = await packBundle({ out, kind: 'model', engine, version, arch: 'all', files, ...healthOption(options), privateKey: await loadPrivateKey(String(options.key)) });
         reporter.emit({ type: 'result', data: { bundle: out, manifest } });
         if (!options.json) process.stdout.write(`wrote ${out}: ${summary(manifest)}\n`);
       }),
@@ -163,27 +167,31 @@ interface StatusView {
   role: string;
   root?: string;
   engine?: string;
-  runtime: { current?: string; previous?: string; installed?: string[]; error?: string };
-  nodes: { node: string; hostname?: string; address: string; runtime: { current?: string; previous?: string; error?: string } }[];
-  update?: { id: string; version: string; from: string; phase: string; reason?: string; started: string };
-  last?: { id: string; version: string; from: string; phase: string; reason?: string; started: string; ended?: string; timings?: Record<string, number>; nodes?: Record<string, { fetched?: number }> };
+  runtime: Versions;
+  model: Versions;
+  nodes: { node: string; hostname?: string; address: string; runtime: Versions; model: Versions }[];
+  update?: { id: string; kind: string; version: string; from: string; phase: string; reason?: string; started: string };
+  last?: { id: string; kind: string; version: string; from: string; phase: string; reason?: string; started: string; ended?: string; timings?: Record<string, number>; nodes?: Record<string, { fetched?: number }> };
 }
 
+type Versions = { current?: string; previous?: string; installed?: string[]; error?: string };
+
 function formatOtaStatus(s: StatusView): string {
-  const row = (node: string, role: string, runtime: StatusView['runtime']) => `  ${node.padEnd(18)}${role.padEnd(8)}${runtime.error ? `unreachable: ${runtime.error}` : `${runtime.current ?? '(none)'}${runtime.previous ? ` (previous ${runtime.previous})` : ''}`}`;
-  const describe = (u: NonNullable<StatusView['update']>) => `${u.id}: ${u.from || '(none)'} → ${u.version}, ${u.phase}${u.reason ? ` (${u.reason})` : ''}`;
+  const versions = (v: Versions | undefined) => (v?.error ? `unreachable: ${v.error}` : `${v?.current ?? '(none)'}${v?.previous ? ` (previous ${v.previous})` : ''}`);
+  const row = (node: string, role: string, n: { runtime: Versions; model: Versions }) => `  ${node.padEnd(18)}${role.padEnd(8)}${versions(n.runtime).padEnd(30)}${versions(n.model)}`;
+  const describe = (u: NonNullable<StatusView['update']>) => `${u.id}: ${u.kind ?? 'runtime'} ${u.from || '(none)'} → ${u.version}, ${u.phase}${u.reason ? ` (${u.reason})` : ''}`;
   return [
     `${s.role === 'root' ? 'root' : `a ${s.role}${s.root ? ` of ${s.root}` : ''}`} ${s.node}${s.engine ? `, engine ${s.engine}` : ''}`,
-    '  NODE              ROLE    RUNTIME',
-    row(s.node, s.role, s.runtime),
-    ...s.nodes.map((n) => row(n.node, 'worker', n.runtime)),
+    `  ${'NODE'.padEnd(18)}${'ROLE'.padEnd(8)}${'RUNTIME'.padEnd(30)}MODEL`,
+    row(s.node, s.role, s),
+    ...s.nodes.map((n) => row(n.node, 'worker', n)),
     `update     ${s.update ? describe(s.update) : 'none in progress'}`,
     `last       ${s.last ? `${describe(s.last)}${s.last.ended ? `, ended ${s.last.ended}` : ''}` : 'none'}`,
   ].join('\n') + '\n';
 }
 
 export function otaCommand(): Command {
-  const ota = new Command('ota').description("Update a running cluster's engine over the network: push a signed runtime bundle to the root, see every node's versions");
+  const ota = new Command('ota').description("Update a running cluster's engine or model over the network: push a signed bundle to the root, see every node's versions");
   const common = (c: Command) =>
     c
       .requiredOption('--cluster <address>', "the root's address (host or host:port; port 47477 by default)")
@@ -192,9 +200,9 @@ export function otaCommand(): Command {
   common(
     ota
       .command('push')
-      .description('Send a runtime bundle to the root: it is verified whole before anything changes, staged on every node, switched on all at once, health-checked, then committed everywhere or rolled back everywhere')
-      .argument('<bundle>', 'a bundle made by `pi-image runtime pack`')
-      .option('--allow-downgrade', 'accept a version not newer than the running one')
+      .description('Send a runtime or model bundle to the root: it is verified whole before anything changes, staged on every node, switched on all at once, health-checked, then committed everywhere or rolled back everywhere')
+      .argument('<bundle>', 'a bundle made by `pi-image runtime pack` or `pi-image model pack`')
+      .option('--allow-downgrade', 'accept a runtime version not newer than the running one')
       .option('--no-wait', 'return once the root took the bundle, without following the update'),
   ).action((bundle: string, options: Record<string, unknown>) =>
     runCancellable(options, async ({ reporter, signal }) => {
@@ -204,7 +212,7 @@ export function otaCommand(): Command {
       const started = Date.now();
       reporter.emit({ type: 'stage-start', stage: 'ota', title: `pushing ${basename(bundle)} to ${endpoint.host}` });
       const record = (await otaPush(endpoint, key, resolve(bundle), { allowDowngrade: Boolean(options.allowDowngrade) })) as NonNullable<StatusView['update']>;
-      reporter.emit({ type: 'stage-progress', stage: 'ota', detail: `update ${record.id}: ${record.from || '(none)'} → ${record.version}, ${record.phase}` });
+      reporter.emit({ type: 'stage-progress', stage: 'ota', detail: `update ${record.id}: ${record.kind} ${record.from || '(none)'} → ${record.version}, ${record.phase}` });
       if (options.wait === false) {
         reporter.emit({ type: 'result', data: record });
         if (!options.json) process.stdout.write(`update ${record.id} taken by the root; follow it with pi-image ota status\n`);
@@ -227,10 +235,10 @@ export function otaCommand(): Command {
       reporter.emit({ type: 'stage-end', stage: 'ota', cached: false, seconds: (Date.now() - started) / 1000 });
       reporter.emit({ type: 'result', data: ended });
       if (ended.phase !== 'committed') throw new PiImageError(`update ${ended.id} ${ended.phase}: ${ended.reason ?? 'no reason given'}`, ended.phase === 'rolled-back' ? `every node is back on ${ended.from}` : 'nothing was changed on any node');
-      if (!options.json) process.stdout.write(`update ${ended.id}: every node runs ${ended.version} (was ${ended.from || 'none'}), in ${Math.round((Date.now() - started) / 1000)} s\n`);
+      if (!options.json) process.stdout.write(`update ${ended.id}: every node runs ${ended.kind} ${ended.version} (was ${ended.from || 'none'}), in ${Math.round((Date.now() - started) / 1000)} s\n`);
     }),
   );
-  common(ota.command('status').description("Every node's runtime version (current and previous), the update in progress and the last one's outcome")).action((options: Record<string, unknown>) =>
+  common(ota.command('status').description("Every node's runtime and model versions (current and previous), the update in progress and the last one's outcome")).action((options: Record<string, unknown>) =>
     runCancellable(options, async ({ reporter }) => {
       const [{ clusterEndpoint, otaStatus }, { loadPrivateKey }] = await Promise.all([import('../ota/cluster-client.js'), import('../ota/keys.js')]);
       const status = (await otaStatus(clusterEndpoint(String(options.cluster)), await loadPrivateKey(String(options.key)))) as unknown as StatusView;

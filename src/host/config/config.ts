@@ -47,7 +47,7 @@ export interface Config {
   cluster: { name: string; size: number; secret_file?: string; api_port: number; api_token_file?: string; failover_grace: number; api_cors_origins: string[] };
   network: { addresses: 'dhcp' | 'static'; first_address?: string; gateway?: string; dns: string[]; interface: string };
   engine: { name?: 'llama.cpp' | 'dllama'; dllama_dir?: string; source?: string; sha256?: string; version?: string; temperature?: number; context_length: number };
-  model?: { path: string; tokenizer?: string; name?: string; aliases: string[] };
+  model?: { path: string; tokenizer?: string; name?: string; version?: string; aliases: string[] };
   user: { name: string; ssh_keys: string[] };
   ota: { trusted_keys: string[] };
   rootfs: { headroom_mib: number };

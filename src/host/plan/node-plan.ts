@@ -6,8 +6,8 @@ import { basename, extname, join } from 'node:path';
 import type { Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import type { NodeSettings } from '../../shared/node-settings.js';
-import { inRootfs, MODEL_DIR, OTA_TRUSTED_KEYS_DIR, RUNTIME_CURRENT, runtimeVersionDir } from '../../shared/node-paths.js';
-import type { RuntimeInfo } from '../../shared/ota/runtime-info.js';
+import { inRootfs, MODEL_CURRENT, modelVersionDir, OTA_TRUSTED_KEYS_DIR, RUNTIME_CURRENT, runtimeVersionDir } from '../../shared/node-paths.js';
+import { versionFromFileName, type ModelInfo, type RuntimeInfo } from '../../shared/ota/version-info.js';
 import { keyId, publicKeyFromPem } from '../../shared/ota/manifest.js';
 import { parsePublicKeyFile } from '../../shared/ssh-key.js';
 import { DISCOVERY_PORT } from '../../shared/ports.js';
@@ -37,6 +37,8 @@ export interface NodePlan {
   engineBuild?: EngineBuild;
   /** The image's first runtime in the versioned layout OTA updates use (dllama's own binaries; llama.cpp comes from Debian's packages). */
   runtime?: RuntimeInfo;
+  /** The image's model in the versioned layout OTA model updates use. */
+  modelInfo?: ModelInfo;
   /** Each node's memory need against the board's RAM, when the model's header tells its shape. */
   memory?: MemoryBudget;
 }
@@ -108,10 +110,15 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
   let kvHeads: number | undefined;
   let shape: ModelShape | undefined;
   let contextLength = config.engine.context_length;
+  let modelInfo: ModelInfo | undefined;
   if (config.model) {
-    const modelFile = await imageFile(config.model.path, `${inRootfs(MODEL_DIR)}/${safeName(basename(config.model.path))}`, 0o644, 'model.path');
+    // In the versioned layout an OTA model update replaces: versions/<version>/<file>, `current` to it.
+    const modelVersion = config.model.version ?? versionFromFileName(basename(config.model.path));
+    const fileName = safeName(basename(config.model.path));
+    modelInfo = { engine, version: modelVersion, file: fileName };
+    const modelFile = await imageFile(config.model.path, `${inRootfs(modelVersionDir(modelVersion))}/${fileName}`, 0o644, 'model.path');
     files.push(modelFile);
-    model = { path: `/${modelFile.target}`, name: config.model.name ?? safeName(basename(config.model.path, extname(config.model.path))) };
+    model = { path: `${MODEL_CURRENT}/${fileName}`, name: config.model.name ?? safeName(basename(config.model.path, extname(config.model.path))) };
     if (config.model.aliases?.length) {
       if (config.model.aliases.includes(model.name)) throw new ConfigError(`model.aliases: "${model.name}" is the model's own id`, 'list only other names');
       model.aliases = config.model.aliases;
@@ -139,9 +146,12 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     }
     if (engine === 'dllama') {
       if (!config.model.tokenizer) throw new ConfigError('model.tokenizer: dllama needs the tokenizer file (.t) that belongs to the model');
-      const tokenizer = await imageFile(config.model.tokenizer, `${inRootfs(MODEL_DIR)}/${safeName(basename(config.model.tokenizer))}`, 0o644, 'model.tokenizer');
+      const tokenizerName = safeName(basename(config.model.tokenizer));
+      if (tokenizerName === modelInfo.file) throw new ConfigError('model.tokenizer has the same file name as model.path', 'rename one of them');
+      const tokenizer = await imageFile(config.model.tokenizer, `${inRootfs(modelVersionDir(modelInfo.version))}/${tokenizerName}`, 0o644, 'model.tokenizer');
       files.push(tokenizer);
-      model.tokenizer = `/${tokenizer.target}`;
+      model.tokenizer = `${MODEL_CURRENT}/${tokenizerName}`;
+      modelInfo.tokenizer = tokenizerName;
     }
   }
   for (const key of ['dllama_dir', 'source', 'version', 'temperature'] as const) {
@@ -220,6 +230,7 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     secrets,
     ...(engineBuild ? { engineBuild } : {}),
     ...(runtime ? { runtime } : {}),
+    ...(modelInfo ? { modelInfo } : {}),
     ...(memory ? { memory } : {}),
   };
 }

@@ -5,17 +5,13 @@ import { availableParallelism, hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Server } from 'node:http';
 import type { EngineAdapter, LaunchLine } from '../../shared/engines/adapter.js';
-import type { BundleManifest } from '../../shared/ota/manifest.js';
-import type { RuntimeInfo } from '../../shared/ota/runtime-info.js';
-import { currentRuntime } from '../runtime.js';
+import type { RuntimeInfo } from '../../shared/ota/version-info.js';
+import { currentModel, currentRuntime } from '../runtime.js';
 import { ENGINES } from '../../shared/engines/index.js';
-import { API_TOKEN, CLUSTER_SECRET, ENGINE_EXIT_PATH, NODE_ID_PATH, OTA_DIR, OTA_TRUSTED_KEYS_DIR, RUN_DIR, RUNTIME_DIR, SECRETS_DIR, STATE_DIR } from '../../shared/node-paths.js';
+import { API_TOKEN, CLUSTER_SECRET, ENGINE_EXIT_PATH, NODE_ID_PATH, RUN_DIR, SECRETS_DIR, STATE_DIR } from '../../shared/node-paths.js';
 import type { NodeSettings } from '../../shared/node-settings.js';
-import { ENGINE_PRIVATE_PORT, OTA_PORT, OTA_PUSH_PORT } from '../../shared/ports.js';
-import { UpdateCoordinator, healthHash, type Member } from '../ota/coordinator.js';
-import { NodeUpdater } from '../ota/node-updater.js';
-import { memberServer, ownerServer, sendCommand } from '../ota/ota-server.js';
-import { debianArch, trustedKeys } from '../ota/trusted-keys.js';
+import { ENGINE_PRIVATE_PORT, OTA_PORT } from '../../shared/ports.js';
+import type { Member } from '../ota/coordinator.js';
 import { engineThreads } from '../../shared/tuning/engine-threads.js';
 import { createApiFront } from '../api/api-front.js';
 import { Discovery } from '../cluster/discovery.js';
@@ -30,6 +26,7 @@ import { EngineRunner, parseEngineExit } from './engine-runner.js';
 import { FirewallSet } from './firewall-set.js';
 import { RootLink } from './root-link.js';
 import { readPersistedRole, writePersistedRole } from './persisted-role.js';
+import { NodeOta } from './node-ota.js';
 import { agentStatus, serveStatus } from './status.js';
 
 /** A secret from /etc/pi-image; undefined when there is none, an error when it is not usable (a bad API token must not serve without one). */
@@ -60,11 +57,11 @@ export class Agent {
   private readonly rootLink: RootLink;
   private grace?: NodeJS.Timeout;
   private stopping = false;
-  private updater!: NodeUpdater;
-  private secret!: Buffer;
-  private coordinator!: UpdateCoordinator;
+  private ota!: NodeOta;
   /** The runtime `current` names (its version picks the launch line's flags), if the image has one. */
   private runtime?: RuntimeInfo;
+  /** The model `current` names, if the image keeps its model in the versioned layout. */
+  private model?: Awaited<ReturnType<typeof currentModel>>;
 
   constructor(
     private readonly settings: NodeSettings,
@@ -84,10 +81,11 @@ export class Agent {
     await mkdir(STATE_DIR, { recursive: true });
     const node = (await readText(NODE_ID_PATH)) ?? (await nodeId()).id;
     this.threads = engineThreads(await loadTuningState().then((s) => s.levers, () => []), availableParallelism());
-    const model = this.settings.model;
-    const canHoldModel = model !== null && (await stat(model.path).then((s) => s.isFile(), () => false));
-    const persisted = await readPersistedRole();
     this.runtime = await currentRuntime();
+    this.model = await currentModel();
+    const modelPath = this.model?.path ?? this.settings.model?.path;
+    const canHoldModel = this.settings.model !== null && modelPath !== undefined && (await stat(modelPath).then((s) => s.isFile(), () => false));
+    const persisted = await readPersistedRole();
     // The table first, with no members: the engine ports are closed before anything else runs.
     await this.firewall.apply([]);
     await waitForAddress(this.log);
@@ -102,14 +100,23 @@ export class Agent {
       log: this.log,
     });
     this.state = {
-      ...initialState({ node, boot: this.discovery.bootId, machineBoot: await machineBoot(), hostname: hostname(), settings: this.settings, canHoldModel, persisted, addresses: lanAddresses().map((a) => a.address), runtime: this.runtime?.version }),
+      ...initialState({ node, boot: this.discovery.bootId, machineBoot: await machineBoot(), hostname: hostname(), settings: this.settings, canHoldModel, persisted, addresses: lanAddresses().map((a) => a.address), runtime: this.installedKey() }),
       firewall: [],
     };
     await this.rootLink.listen();
     this.watchEngineExits();
     await this.discovery.start();
     await serveStatus(() => agentStatus(this.state, this.settings, { engineCommand: this.engine.command, counters: this.discovery.counters }));
-    await this.startOta(secret, node);
+    this.ota = new NodeOta(this.settings, secret, node, {
+      engine: { hold: (reason) => this.holdEngine(reason), release: () => this.releaseEngine() },
+      isRoot: () => this.state.role === 'root',
+      members: () => this.servingMembers(),
+      self: () => ({ node: this.state.node, hostname: this.state.hostname, role: this.state.role, ...(this.state.root ? { root: this.state.root } : {}) }),
+      workers: () => this.state.workers.map((w) => ({ node: w.node, hostname: w.hostname, address: w.addresses[0] as string })),
+      addressFacing: (peer) => this.addressFacing(peer),
+      waitServing: (members, timeoutMs) => this.waitServing(members, timeoutMs),
+    }, this.log);
+    await this.ota.start();
     this.log(`node ${node} (${hostname()}), cluster ${this.settings.cluster.name} of ${this.settings.cluster.size}, built as ${this.settings.role}${persisted ? `, ${persisted.role} before this boot` : ''}`);
     this.dispatch({ on: 'addresses', addresses: this.state.addresses });
   }
@@ -140,43 +147,6 @@ export class Agent {
     });
   }
 
-  /** OTA updates: every node stages and switches what its root says; the root coordinates and takes the owner's pushes. */
-  private async startOta(secret: Buffer, node: string): Promise<void> {
-    this.secret = secret;
-    const trusted = () => trustedKeys(OTA_TRUSTED_KEYS_DIR, this.log);
-    this.updater = new NodeUpdater({
-      runtimeDir: RUNTIME_DIR,
-      downloadDir: join(OTA_DIR, 'download'),
-      trusted,
-      expect: { engine: this.settings.engine.name, arch: debianArch() },
-      engine: { hold: (reason) => this.holdEngine(reason), release: () => this.releaseEngine() },
-      log: this.log,
-    });
-    await this.updater.store.recover();
-    this.coordinator = new UpdateCoordinator({
-      dir: OTA_DIR,
-      self: node,
-      local: this.updater,
-      trusted,
-      expect: { engine: this.settings.engine.name, arch: debianArch() },
-      members: () => this.servingMembers(),
-      command: (m, command) => sendCommand(secret, m, OTA_PORT, command, command.op === 'state' ? 10_000 : undefined),
-      bundleUrl: (m, sha256) => `http://${this.addressFacing(m.address)}:${OTA_PORT}/ota/bundle/${sha256}`,
-      waitServing: (members, timeoutMs) => this.waitServing(members, timeoutMs),
-      checkHealth: (health) => this.checkHealth(health),
-      log: this.log,
-    });
-    const isRoot = () => (this.state.role === 'root' ? this.coordinator : undefined);
-    const listen = (server: Server, port: number) =>
-      new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, () => resolve());
-      });
-    await listen(memberServer({ secret, updater: this.updater, coordinator: isRoot, log: this.log }), OTA_PORT);
-    await listen(ownerServer({ trusted, coordinator: isRoot, status: () => this.otaStatus(), log: this.log }), OTA_PUSH_PORT);
-    await this.coordinator.resume();
-  }
-
   /** The cluster as it serves now, the root first: every node an update must reach; undefined unless this root serves with all of them. */
   private servingMembers(): Member[] | undefined {
     const s = this.state;
@@ -200,28 +170,9 @@ export class Agent {
     return false;
   }
 
-  /** A completion through the API front at temperature 0; with the bundle's expectation, its output's hash too. */
-  private async checkHealth(health: BundleManifest['health']): Promise<string | undefined> {
-    const token = await readSecret(API_TOKEN);
-    const prompt = health?.prompt ?? 'Hello';
-    const res = await fetch(`http://127.0.0.1:${this.settings.cluster.apiPort}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token.toString('utf8')}` } : {}) },
-      body: JSON.stringify({ model: this.settings.model?.name, messages: [{ role: 'user', content: prompt }], max_tokens: health?.tokens ?? 4, temperature: 0 }),
-      signal: AbortSignal.timeout(10 * 60_000),
-    }).catch((e: Error) => e);
-    if (res instanceof Error) return `the completion failed: ${res.message}`;
-    const body = (await res.json().catch(() => ({}))) as { choices?: { message?: { content?: string }; finish_reason?: string }[] };
-    const text = body.choices?.[0]?.message?.content;
-    if (res.status !== 200 || typeof text !== 'string' || !body.choices?.[0]?.finish_reason) return `the completion answered ${res.status} without a finished choice`;
-    if (health?.textSha256 && healthHash(text) !== health.textSha256) return `the output of ${JSON.stringify(prompt)} hashes to ${healthHash(text).slice(0, 12)}…, the bundle expects ${health.textSha256.slice(0, 12)}…`;
-    if (health?.tokenIdsSha256) {
-      const ids = await fetch(`http://127.0.0.1:${ENGINE_PRIVATE_PORT}/completion`, { method: 'POST', body: JSON.stringify({ prompt, n_predict: health.tokens, temperature: 0, return_tokens: true, cache_prompt: false }) })
-        .then((r) => r.json() as Promise<{ tokens?: number[] }>)
-        .catch(() => ({}) as { tokens?: number[] });
-      if (!ids.tokens || healthHash(ids.tokens) !== health.tokenIdsSha256) return `the token ids of ${JSON.stringify(prompt)} do not hash to what the bundle expects`;
-    }
-    return undefined;
+  /** The runtime and model versions `current` names: the engine restarts when it changes. */
+  private installedKey(): string {
+    return `${this.runtime?.version ?? ''}${this.model ? `+model:${this.model.version}` : ''}`;
   }
 
   /** Holds the engine stopped for an update; resolves once it is. */
@@ -234,21 +185,8 @@ export class Agent {
   /** Lets the engine run again, on whatever `current` names now. */
   private async releaseEngine(): Promise<void> {
     this.runtime = await currentRuntime();
-    this.dispatch({ on: 'runtime', version: this.runtime?.version ?? '' });
-  }
-
-  /** What `pi-image ota status` shows of this node; on the root, of every member. */
-  private async otaStatus(): Promise<Record<string, unknown>> {
-    const self = { node: this.state.node, hostname: this.state.hostname, role: this.state.role, ...(this.state.root ? { root: this.state.root } : {}), engine: this.settings.engine.name, runtime: await this.updater.state() };
-    if (this.state.role !== 'root') return { ...self, nodes: [] };
-    const nodes = await Promise.all(
-      this.state.workers.map(async (w) => {
-        const member = { node: w.node, address: w.addresses[0] as string };
-        const runtime = await sendCommand(this.secret, member, OTA_PORT, { op: 'state' }).catch((e: Error) => ({ error: e.message }));
-        return { node: w.node, hostname: w.hostname, address: member.address, role: 'worker', runtime };
-      }),
-    );
-    return { ...self, nodes, ...this.coordinator.status() };
+    this.model = await currentModel();
+    this.dispatch({ on: 'runtime', version: this.installedKey() });
   }
 
   /** Runs only while a worker's root is missing; never while the cluster serves. */
@@ -327,8 +265,8 @@ export class Agent {
         const model = this.settings.model;
         if (!model) throw new Error('this image has no model');
         const line = this.withEntry(this.adapter.root({
-          model: model.path,
-          tokenizer: model.tokenizer,
+          model: this.model?.path ?? model.path,
+          tokenizer: this.model ? this.model.tokenizerPath : model.tokenizer,
           apiPort: ENGINE_PRIVATE_PORT,
           threads: this.threads,
           contextLength: this.settings.engine.contextLength,
@@ -336,11 +274,11 @@ export class Agent {
           temperature: this.settings.engine.temperature,
           workers: action.workers.map((w) => ({ address: w.addresses[0] as string, port: this.adapter.workerPort })),
         }), 'root');
-        if (this.runtime && action.workers.length) {
-          // Every node on the root's runtime before the engine starts: never a mix of versions.
-          const { changed, problems } = await this.coordinator.align(action.workers.map((w) => ({ node: w.node, address: w.addresses[0] as string })));
+        if ((this.runtime || this.model) && action.workers.length) {
+          // Every node on the root's runtime and model before the engine starts: never a mix of versions.
+          const { changed, problems } = await this.ota.coordinator.align(action.workers.map((w) => ({ node: w.node, address: w.addresses[0] as string })));
           for (const problem of problems) this.log(`update: cannot check or align ${problem}`);
-          if (changed.length) throw new Error(`brought ${changed.join(', ')} onto runtime ${this.runtime.version} first; the engine starts once they are ready again`);
+          if (changed.length) throw new Error(`brought ${changed.join(', ')} onto this root's runtime and model first; the engine starts once they are ready again`);
         }
         return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000, action.adopt);
       }

@@ -45,9 +45,9 @@ export interface AgentState {
     generation: number;
     detail?: string;
   };
-  /** The runtime version `current` names ('' without one): a new one restarts the engine. */
+  /** The runtime and model versions the `current` links name (the agent's key; '' without them): a change restarts the engine. */
   runtime: string;
-  /** Why the engine is held stopped (an update switching the runtime), if it is. */
+  /** Why the engine is held stopped (an update switching the runtime or model), if it is. */
   held?: string;
   /** The engine's crashes since the agent started, and the last one: `pi-node status` shows them. */
   crashes: { count: number; last?: string };
@@ -93,7 +93,7 @@ export type AgentEvent =
   /** The running engine exited on its own (a crash, or an exit nobody asked for): it is started again. */
   | { on: 'engine-crashed'; generation: number; what: string; at: string }
   | { on: 'addresses'; addresses: string[] }
-  /** An update holds the engine stopped (reason) or lets it run again (none), on a runtime that may have changed. */
+  /** An update holds the engine stopped (reason) or lets it run again (none), on a runtime or model that may have changed. */
   | { on: 'runtime'; version: string; held?: string };
 
 export function initialState(opts: {

@@ -10,7 +10,7 @@ import { ENGINES } from '../../shared/engines/index.js';
 import { readBundle } from '../../shared/ota/bundle-read.js';
 import { BundleError, compareVersions, type BundleManifest } from '../../shared/ota/manifest.js';
 import { chunkHashes, type BundleSource } from './fetch-bundle.js';
-import { needSpace, type NodeUpdater, type OtaCommand } from './node-updater.js';
+import { handleCommand, needSpace, type NodeUpdater, type OtaCommand, type UpdateKind } from './node-updater.js';
 import { isFinal, nextPhase, resumeStep, type UpdatePhase, type UpdateRecord } from './update-steps.js';
 
 export interface Member {
@@ -30,7 +30,8 @@ export class PushRefused extends Error {
 export interface CoordinatorDeps {
   dir: string;
   self: string;
-  local: NodeUpdater;
+  /** This node's own updaters, one per kind. */
+  local: Record<UpdateKind, NodeUpdater>;
   trusted: () => Promise<KeyObject[]>;
   expect: { engine: string; arch: string };
   /** The cluster as it serves now, the root first; undefined when it does not serve (an update needs every node). */
@@ -54,6 +55,8 @@ export interface CoordinatorDeps {
 
 const RECORD = 'update.json';
 const HISTORY = 'last-update.json';
+/** The last committed update of each kind: its bundle is kept for nodes that were away. */
+const COMMITTED = 'committed.json';
 
 /**
  * The root's side of an update: takes a pushed bundle (every check before anything on any
@@ -64,6 +67,7 @@ export class UpdateCoordinator {
   private running?: Promise<void>;
   private record?: UpdateRecord;
   private last?: UpdateRecord;
+  private committed: Partial<Record<UpdateKind, UpdateRecord>> = {};
 
   constructor(private readonly deps: CoordinatorDeps) {}
 
@@ -87,6 +91,7 @@ export class UpdateCoordinator {
   /** At agent start: an update the record says was under way is finished the safe way (resumeStep). */
   async resume(): Promise<void> {
     this.last = await readJson<UpdateRecord>(join(this.deps.dir, HISTORY));
+    this.committed = (await readJson<Partial<Record<UpdateKind, UpdateRecord>>>(join(this.deps.dir, COMMITTED))) ?? {};
     const record = await readJson<UpdateRecord>(join(this.deps.dir, RECORD));
     if (!record) return;
     const step = resumeStep(record.phase);
@@ -102,8 +107,9 @@ export class UpdateCoordinator {
   }
 
   /**
-   * Takes a pushed bundle: stored, verified whole (signature, every file, architecture, engine,
-   * version, disk space) before anything else happens; then the update runs in the background.
+   * Takes a pushed bundle, a runtime or a model: stored, verified whole (signature, every file,
+   * architecture, engine, version, disk space) before anything else happens; then the update
+   * runs in the background.
    */
   async push(body: Readable, opts: { allowDowngrade: boolean; contentLength?: number }): Promise<UpdateRecord> {
     if (this.record && !isFinal(this.record.phase)) throw new PushRefused(409, `update ${this.record.id} (${this.record.version}) is in phase ${this.record.phase}: wait for it to end (pi-image ota status)`);
@@ -116,17 +122,23 @@ export class UpdateCoordinator {
     let sums: Awaited<ReturnType<typeof chunkHashes>>;
     try {
       await pipeline(body, createWriteStream(partial, { mode: 0o600 }));
-      const state = await this.deps.local.state();
+      const states = { runtime: await this.deps.local.runtime.state(), model: await this.deps.local.model.state() };
       manifest = await readBundle(createReadStream(partial), {
         trusted: await this.deps.trusted(),
-        expect: { kind: 'runtime', ...this.deps.expect },
+        expect: this.deps.expect,
         accept: async (m) => {
-          if (!state.current) throw new PushRefused(400, "this cluster's engine does not run from a versioned runtime (llama.cpp comes from Debian's packages): runtime updates need an image whose first runtime is one (dllama)");
-          if (!opts.allowDowngrade && compareVersions(m.version, state.current) <= 0) {
-            throw new PushRefused(409, `the bundle's ${m.engine} ${m.version} is not newer than the running ${state.current}: push a newer one, or add --allow-downgrade`);
+          const state = states[m.kind];
+          if (m.kind === 'model') {
+            if (!state.current) throw new PushRefused(400, "this cluster's model is not in the versioned layout model updates replace (an image built before it, or one without a model): rebuild the image with a model");
+            if (m.version === state.current) throw new PushRefused(409, `model ${m.version} is the one every node serves already: pack the new model with another --model-version`);
+          } else {
+            if (!state.current) throw new PushRefused(400, "this cluster's engine does not run from a versioned runtime (llama.cpp comes from Debian's packages): runtime updates need an image whose first runtime is one (dllama)");
+            if (!opts.allowDowngrade && compareVersions(m.version, state.current) <= 0) {
+              throw new PushRefused(409, `the bundle's ${m.engine} ${m.version} is not newer than the running ${state.current}: push a newer one, or add --allow-downgrade`);
+            }
+            const known = ENGINES[m.engine].knownVersions;
+            if (known.length && !known.includes(m.version)) throw new PushRefused(400, `${m.engine} ${m.version} is not a version this node knows the flags of (${known.join(', ')}): update pi-image's image first`);
           }
-          const known = ENGINES[m.engine].knownVersions;
-          if (known.length && !known.includes(m.version)) throw new PushRefused(400, `${m.engine} ${m.version} is not a version this node knows the flags of (${known.join(', ')}): update pi-image's image first`);
           if (m.health?.tokenIdsSha256 && !m.health.textSha256 && m.engine === 'dllama') throw new PushRefused(400, "the bundle's health check expects token ids, which dllama-api does not report: pack it with --health-text-sha256");
           await needSpace(this.bundles, m.files.reduce((s, f) => s + f.size, 0)).catch((e: Error) => Promise.reject(new PushRefused(507, e.message)));
         },
@@ -140,10 +152,10 @@ export class UpdateCoordinator {
       if (e instanceof PushRefused) throw new PushRefused(e.status, `${e.message}; nothing was changed on any node`);
       throw e;
     }
-    const from = (await this.deps.local.state()).current ?? '';
+    const from = (await this.deps.local[manifest.kind].state()).current ?? '';
     const record: UpdateRecord = {
       id: `u${Date.now().toString(36)}${randomBytes(2).toString('hex')}`,
-      kind: 'runtime',
+      kind: manifest.kind,
       engine: manifest.engine,
       version: manifest.version,
       from,
@@ -156,7 +168,7 @@ export class UpdateCoordinator {
     };
     this.record = record;
     await this.save(record);
-    this.deps.log(`update ${record.id}: ${manifest.engine} ${from || '(none)'} → ${manifest.version} on ${members.length} node(s)`);
+    this.deps.log(`update ${record.id}: ${manifest.engine} ${manifest.kind} ${from || '(none)'} → ${manifest.version} on ${members.length} node(s)`);
     this.running = this.run(record, manifest, sums.chunks).catch((e: unknown) => this.deps.log(`update ${record.id}: ${(e as Error).message}`));
     return record;
   }
@@ -170,17 +182,17 @@ export class UpdateCoordinator {
     this.deps.onPhase?.('staging');
     const staged = await this.onEveryNode(record, async (m) => {
       if (m.node === this.deps.self) {
-        await this.deps.local.stageFile(record.version, this.bundlePath(record.bundle.sha256));
+        await this.deps.local[record.kind].stageFile(record.version, this.bundlePath(record.bundle.sha256));
         return { fetched: 0 };
       }
       const source: BundleSource = { url: this.deps.bundleUrl(m, record.bundle.sha256), sha256: record.bundle.sha256, size: record.bundle.size, chunks };
-      return this.deps.command(m, { op: 'stage', update: record.id, version: record.version, source });
+      return this.deps.command(m, { op: 'stage', kind: record.kind, update: record.id, version: record.version, source });
     });
     for (const [node, r] of Object.entries(staged.results)) record.nodes[node] = { staged: true, fetched: Number(r.fetched ?? 0) };
     if (!staged.ok) return this.enter(record, 'refused', staged.reason);
     await this.enter(record, 'switching');
     // Every engine is held stopped before any `current` changes: no node serves a mix.
-    const switched = await this.onEveryNode(record, (m) => this.send(m, { op: 'switch', update: record.id, version: record.version }));
+    const switched = await this.onEveryNode(record, (m) => this.send(m, { op: 'switch', kind: record.kind, update: record.id, version: record.version }));
     if (!switched.ok) return this.rollBack(record, switched.reason);
     await this.enter(record, 'checking');
     await this.onEveryNode(record, (m) => this.send(m, { op: 'release', update: record.id }));
@@ -195,12 +207,12 @@ export class UpdateCoordinator {
     if (record.phase !== 'committing') await this.enter(record, 'committing');
     // After a crash here some nodes may not have switched yet: every node onto the new version.
     await this.onEveryNode(record, async (m) => {
-      const state = await this.send(m, { op: 'state' });
+      const state = await this.send(m, { op: 'state', kind: record.kind });
       if (state.current !== record.version) {
-        await this.send(m, { op: 'switch', update: record.id, version: record.version });
+        await this.send(m, { op: 'switch', kind: record.kind, update: record.id, version: record.version });
         await this.send(m, { op: 'release', update: record.id });
       }
-      return this.send(m, { op: 'commit', update: record.id, keep: this.deps.keep ?? 3 });
+      return this.send(m, { op: 'commit', kind: record.kind, update: record.id, keep: this.deps.keep ?? 3 });
     });
     await this.enter(record, 'committed');
   }
@@ -210,8 +222,8 @@ export class UpdateCoordinator {
     if (record.phase !== 'rolling-back') await this.enter(record, 'rolling-back');
     this.deps.log(`update ${record.id}: rolling back to ${record.from}: ${reason}`);
     const back = await this.onEveryNode(record, async (m) => {
-      const state = await this.send(m, { op: 'state' });
-      if (state.current !== record.from && record.from) await this.send(m, { op: 'switch', update: record.id, version: record.from });
+      const state = await this.send(m, { op: 'state', kind: record.kind });
+      if (state.current !== record.from && record.from) await this.send(m, { op: 'switch', kind: record.kind, update: record.id, version: record.from });
       return this.send(m, { op: 'release', update: record.id });
     });
     if (!back.ok) this.deps.log(`update ${record.id}: rollback: ${back.reason}`);
@@ -221,45 +233,47 @@ export class UpdateCoordinator {
   }
 
   /**
-   * Before the root's engine starts with these workers: a worker that runs another runtime
-   * than the root (it was off during an update, or came back from a card of the old image)
-   * is brought onto the root's first — switched if it has that version, else staged from the
-   * last committed bundle. Returns the workers it changed (their engines restart; the root
-   * starts once they are ready again) and what it could not do.
+   * Before the root's engine starts with these workers: a worker that runs another runtime or
+   * model than the root (it was off during an update, or came back from a card of the old
+   * image) is brought onto the root's first — switched if it has that version, else staged
+   * from the last committed bundle of that kind. Returns the workers it changed (their engines
+   * restart; the root starts once they are ready again) and what it could not do.
    */
   async align(workers: Member[]): Promise<{ changed: string[]; problems: string[] }> {
-    const want = (await this.deps.local.state()).current;
-    const changed: string[] = [];
+    const changed = new Set<string>();
     const problems: string[] = [];
-    if (!want) return { changed, problems };
-    await Promise.all(
-      workers.map(async (m) => {
-        try {
-          const state = (await this.deps.command(m, { op: 'state' })) as { current?: string; installed?: string[] };
-          if (state.current === want) return;
-          if (!state.installed?.includes(want)) {
-            const last = this.last;
-            const chunks = last?.phase === 'committed' && last.version === want ? await this.chunks(last.bundle.sha256) : undefined;
-            if (!last || !chunks) throw new Error(`it runs ${state.current ?? 'nothing'} and has no ${want}, and no committed bundle of ${want} is kept here`);
-            await this.deps.command(m, { op: 'stage', update: last.id, version: want, source: { url: this.deps.bundleUrl(m, last.bundle.sha256), sha256: last.bundle.sha256, size: last.bundle.size, chunks } });
+    for (const kind of ['runtime', 'model'] as const) {
+      const want = (await this.deps.local[kind].state()).current;
+      if (!want) continue;
+      await Promise.all(
+        workers.map(async (m) => {
+          try {
+            const state = (await this.deps.command(m, { op: 'state', kind })) as { current?: string; installed?: string[] };
+            if (state.current === want) return;
+            if (!state.installed?.includes(want)) {
+              const last = this.committed[kind];
+              const chunks = last?.version === want ? await this.chunks(last.bundle.sha256) : undefined;
+              if (!last || !chunks) throw new Error(`it runs ${kind} ${state.current ?? 'nothing'} and has no ${want}, and no committed bundle of ${want} is kept here`);
+              await this.deps.command(m, { op: 'stage', kind, update: last.id, version: want, source: { url: this.deps.bundleUrl(m, last.bundle.sha256), sha256: last.bundle.sha256, size: last.bundle.size, chunks } });
+            }
+            await this.deps.command(m, { op: 'switch', kind, update: 'align', version: want });
+            await this.deps.command(m, { op: 'release', update: 'align' });
+            this.deps.log(`update: ${m.node} ran ${kind} ${state.current ?? 'nothing'}; brought onto ${want}`);
+            changed.add(m.node);
+          } catch (e) {
+            problems.push(`${m.node}: ${(e as Error).message}`);
           }
-          await this.deps.command(m, { op: 'switch', update: 'align', version: want });
-          await this.deps.command(m, { op: 'release', update: 'align' });
-          this.deps.log(`update: ${m.node} ran ${state.current ?? 'nothing'}; brought onto ${want}`);
-          changed.push(m.node);
-        } catch (e) {
-          problems.push(`${m.node}: ${(e as Error).message}`);
-        }
-      }),
-    );
-    return { changed, problems };
+        }),
+      );
+    }
+    return { changed: [...changed], problems };
   }
 
   /** After a restart, every member's agent must answer before the update is finished (nodes boot at their own pace). */
   private async reachable(members: Member[], timeoutMs = 15 * 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (const m of members) {
-      while (!(await this.send(m, { op: 'state' }).then(() => true, () => false))) {
+      while (!(await this.send(m, { op: 'state', kind: 'runtime' }).then(() => true, () => false))) {
         if (Date.now() > deadline) {
           this.deps.log(`update: ${m.node} does not answer; finishing without it (it is brought onto the cluster's version when it joins)`);
           break;
@@ -270,7 +284,7 @@ export class UpdateCoordinator {
   }
 
   private send(m: Member, command: OtaCommand): Promise<Record<string, unknown>> {
-    return m.node === this.deps.self ? this.deps.local.handle(command) : this.deps.command(m, command);
+    return m.node === this.deps.self ? handleCommand(this.deps.local, command) : this.deps.command(m, command);
   }
 
   private async onEveryNode(record: UpdateRecord, work: (m: Member) => Promise<Record<string, unknown>>): Promise<{ ok: true; results: Record<string, Record<string, unknown>> } | { ok: false; reason: string; results: Record<string, Record<string, unknown>> }> {
@@ -305,11 +319,15 @@ export class UpdateCoordinator {
     if (isFinal(phase)) await this.finish(record);
   }
 
-  /** An ended update: kept as the last one; of the bundles only a committed one stays, for nodes that were away. */
+  /** An ended update: kept as the last one; of the bundles only the last committed one of each kind stays, for nodes that were away. */
   private async finish(record: UpdateRecord): Promise<void> {
+    if (record.phase === 'committed') {
+      this.committed = { ...this.committed, [record.kind]: record };
+      await writeFileAtomic(join(this.deps.dir, COMMITTED), JSON.stringify(this.committed, null, 2));
+    }
     await writeFileAtomic(join(this.deps.dir, HISTORY), JSON.stringify(record, null, 2));
     await rm(join(this.deps.dir, RECORD), { force: true });
-    const keep = record.phase === 'committed' ? [`${record.bundle.sha256}.bundle`, `${record.bundle.sha256}.chunks.json`] : [];
+    const keep = Object.values(this.committed).flatMap((r) => [`${r.bundle.sha256}.bundle`, `${r.bundle.sha256}.chunks.json`]);
     for (const name of await readdir(this.bundles).catch(() => [] as string[])) if (!keep.includes(name)) await rm(join(this.bundles, name), { force: true });
     this.last = record;
     this.record = undefined;

@@ -2,21 +2,24 @@ import { createReadStream } from 'node:fs';
 import { mkdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import { RUNTIME_INFO } from '../../shared/node-paths.js';
+import { MODEL_INFO, RUNTIME_INFO } from '../../shared/node-paths.js';
 import type { BundleManifest } from '../../shared/ota/manifest.js';
-import type { RuntimeInfo } from '../../shared/ota/runtime-info.js';
+import { modelInfoOf, type RuntimeInfo } from '../../shared/ota/version-info.js';
 import { fetchBundle, type BundleSource } from './fetch-bundle.js';
 import { VersionStore } from './version-store.js';
 
+/** What an update replaces: the engine's programs, or the model it loads. */
+export type UpdateKind = BundleManifest['kind'];
+
 /** What the root asks of a node during an update (over OTA_PORT, or directly for itself). */
 export type OtaCommand =
-  | { op: 'stage'; update: string; version: string; source: BundleSource }
-  | { op: 'switch'; update: string; version: string }
+  | { op: 'stage'; kind: UpdateKind; update: string; version: string; source: BundleSource }
+  | { op: 'switch'; kind: UpdateKind; update: string; version: string }
   | { op: 'release'; update: string }
-  | { op: 'commit'; update: string; keep: number }
-  | { op: 'state' };
+  | { op: 'commit'; kind: UpdateKind; update: string; keep: number }
+  | { op: 'state'; kind: UpdateKind };
 
-export interface NodeRuntimeState {
+export interface NodeVersionState {
   current?: string;
   previous?: string;
   installed: string[];
@@ -29,8 +32,8 @@ export interface EngineHold {
 }
 
 /**
- * One node's part of an update, each step safe to repeat (the root repeats a step after a
- * crash): stage a version (download resumably, verify, unpack into the store), switch
+ * One node's part of an update of one kind, each step safe to repeat (the root repeats a step
+ * after a crash): stage a version (download resumably, verify, unpack into the store), switch
  * `current` with the engine held stopped, let the engine run again, prune old versions.
  */
 export class NodeUpdater {
@@ -38,7 +41,9 @@ export class NodeUpdater {
 
   constructor(
     private readonly opts: {
-      runtimeDir: string;
+      kind: UpdateKind;
+      /** The kind's versioned folders (RUNTIME_DIR, MODEL_DIR). */
+      dir: string;
       downloadDir: string;
       trusted: () => Promise<KeyObject[]>;
       expect: { engine: string; arch: string };
@@ -46,7 +51,11 @@ export class NodeUpdater {
       log: (line: string) => void;
     },
   ) {
-    this.store = new VersionStore(opts.runtimeDir);
+    this.store = new VersionStore(opts.dir);
+  }
+
+  get kind(): UpdateKind {
+    return this.opts.kind;
   }
 
   async handle(command: OtaCommand): Promise<Record<string, unknown>> {
@@ -56,7 +65,7 @@ export class NodeUpdater {
       case 'stage':
         return this.stageRemote(command.version, command.source);
       case 'switch':
-        await this.switchTo(command.version, `update ${command.update} switching the runtime to ${command.version}`);
+        await this.switchTo(command.version, `update ${command.update} switching the ${this.kind} to ${command.version}`);
         return { current: command.version };
       case 'release':
         await this.opts.engine.release();
@@ -66,7 +75,7 @@ export class NodeUpdater {
     }
   }
 
-  async state(): Promise<NodeRuntimeState> {
+  async state(): Promise<NodeVersionState> {
     const [current, previous, installed] = await Promise.all([this.store.current(), this.store.previous(), this.store.installed()]);
     return { ...(current ? { current } : {}), ...(previous ? { previous } : {}), installed };
   }
@@ -77,12 +86,15 @@ export class NodeUpdater {
     await this.store.recover();
     return this.store.stage(createReadStream(file), {
       trusted: await this.opts.trusted(),
-      expect: { kind: 'runtime', ...this.opts.expect },
+      expect: { kind: this.kind, ...this.opts.expect },
       accept: async (m) => {
         if (m.version !== version) throw new Error(`the bundle holds version ${m.version}, not ${version}`);
-        await needSpace(this.opts.runtimeDir, m.files.reduce((s, f) => s + f.size, 0));
+        await needSpace(this.opts.dir, m.files.reduce((s, f) => s + f.size, 0));
       },
-      describe: (m) => ({ name: RUNTIME_INFO, content: `${JSON.stringify({ engine: m.engine, version: m.version, entry: m.entry as RuntimeInfo['entry'] } satisfies RuntimeInfo, null, 2)}\n` }),
+      describe: (m) =>
+        this.kind === 'runtime'
+          ? { name: RUNTIME_INFO, content: `${JSON.stringify({ engine: m.engine, version: m.version, entry: m.entry as RuntimeInfo['entry'] } satisfies RuntimeInfo, null, 2)}\n` }
+          : { name: MODEL_INFO, content: `${JSON.stringify(modelInfoOf(m), null, 2)}\n` },
     });
   }
 
@@ -106,8 +118,13 @@ export class NodeUpdater {
     if (!(await this.store.path(version))) throw new Error(`version ${version} is not staged on this node`);
     await this.opts.engine.hold(reason);
     await this.store.switchTo(version);
-    this.opts.log(`update: runtime ${version} is current`);
+    this.opts.log(`update: ${this.kind} ${version} is current`);
   }
+}
+
+/** A node's updaters, one per kind: a command goes to the one of its kind (`release` is the engine's, any will do). */
+export function handleCommand(updaters: Record<UpdateKind, NodeUpdater>, command: OtaCommand): Promise<Record<string, unknown>> {
+  return updaters['kind' in command ? command.kind : 'runtime'].handle(command);
 }
 
 /** Refuses a step that would fill the disk: `bytes` and a margin must be free where they go. */

@@ -6,7 +6,7 @@ import type { KeyObject } from 'node:crypto';
 import { checkOwnerAuthorization } from '../../shared/ota/owner-auth.js';
 import type { Member, UpdateCoordinator } from './coordinator.js';
 import { PushRefused } from './coordinator.js';
-import type { NodeUpdater, OtaCommand } from './node-updater.js';
+import { handleCommand, type NodeUpdater, type OtaCommand, type UpdateKind } from './node-updater.js';
 
 /*
  * Two small HTTP servers of the agent. OTA_PORT, between nodes (the firewall admits members
@@ -35,7 +35,7 @@ async function readBody(req: IncomingMessage, max: number): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-export function memberServer(opts: { secret: Buffer; updater: NodeUpdater; coordinator: () => UpdateCoordinator | undefined; log: (line: string) => void }): Server {
+export function memberServer(opts: { secret: Buffer; updaters: Record<UpdateKind, NodeUpdater>; coordinator: () => UpdateCoordinator | undefined; log: (line: string) => void }): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     void (async () => {
@@ -47,7 +47,7 @@ export function memberServer(opts: { secret: Buffer; updater: NodeUpdater; coord
         const want = Buffer.from(mac(opts.secret, body), 'hex');
         if (given.length !== want.length || !timingSafeEqual(given, want)) return send(res, 401, { error: 'the command is not signed with this cluster secret' });
         try {
-          return send(res, 200, await opts.updater.handle(JSON.parse(body) as OtaCommand));
+          return send(res, 200, await handleCommand(opts.updaters, JSON.parse(body) as OtaCommand));
         } catch (e) {
           return send(res, 500, { error: (e as Error).message });
         }

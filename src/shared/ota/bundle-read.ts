@@ -64,7 +64,11 @@ export async function readBundle(input: Readable, opts: ReadBundleOptions): Prom
         if (want.kind && manifest.kind !== want.kind) throw new BundleError('wrong-kind', `the bundle is a ${manifest.kind} bundle, not a ${want.kind} bundle`);
         if (want.engine && manifest.engine !== want.engine) throw new BundleError('wrong-engine', `the bundle is for ${manifest.engine}, but this cluster runs ${want.engine}`);
         if (want.arch && manifest.arch !== want.arch && manifest.arch !== 'all') throw new BundleError('wrong-arch', `the bundle is built for ${manifest.arch}, but the nodes are ${want.arch}`);
-        await opts.accept?.(manifest);
+        // The caller's refusal (downgrade, disk space) is its own error, not a damaged tar.
+        const trusted = manifest;
+        await Promise.resolve()
+          .then(() => opts.accept?.(trusted))
+          .catch((e: unknown) => Promise.reject(new AcceptRefused(e)));
         if (name === SIGNATURE_ENTRY) continue;
       }
       const file = manifest.files[next];
@@ -95,6 +99,7 @@ export async function readBundle(input: Readable, opts: ReadBundleOptions): Prom
     input.unpipe(extract);
     input.destroy();
     if (e instanceof BundleError) throw e;
+    if (e instanceof AcceptRefused) throw e.reason;
     const message = (e as Error).message;
     if (/unexpected end|premature|truncat/i.test(message)) throw new BundleError('truncated', `the bundle ends early (${message}): it is truncated`);
     throw new BundleError('malformed', `the bundle is not a valid tar file: ${message}`);
@@ -103,4 +108,9 @@ export async function readBundle(input: Readable, opts: ReadBundleOptions): Prom
   if (!manifest) manifest = verifyManifest(manifestBytes, signature, opts.trusted);
   if (next < manifest.files.length) throw new BundleError('truncated', `the bundle ends before ${manifest.files[next]?.path}: ${manifest.files.length - next} of ${manifest.files.length} files missing`);
   return manifest;
+}
+
+/** Carries what `accept` threw through the tar reader's error handling unchanged. */
+class AcceptRefused {
+  constructor(readonly reason: unknown) {}
 }

@@ -10,7 +10,7 @@ import { renderTemplate, type Plan } from '../../plan/plan.js';
 import type { Layer } from '../../catalog/layers.js';
 import { drain, keptPax, packEntry, readAll, readTar, type TarHeader } from '../rootfs-tar.js';
 import { renderTuning } from '../../tuning/render.js';
-import { AUTHORIZED_KEYS_PATH, inRootfs, NODE_SETTINGS_PATH, RUNTIME_CURRENT, RUNTIME_INFO, runtimeVersionDir } from '../../../shared/node-paths.js';
+import { AUTHORIZED_KEYS_PATH, inRootfs, MODEL_CURRENT, MODEL_INFO, modelVersionDir, NODE_SETTINGS_PATH, RUNTIME_CURRENT, RUNTIME_INFO, runtimeVersionDir } from '../../../shared/node-paths.js';
 import { EEPROM_FIRMWARE_GLOB } from '../../firmware/bootloader-plan.js';
 import { eepromSignature, readEepromFile, replaceEepromFile, setBootconfKeys } from '../../firmware/eeprom.js';
 
@@ -61,16 +61,22 @@ function systemEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
   ];
 }
 
-/** The first runtime's description and the `current` link to it: an image's node looks like an updated one. */
-function runtimeEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
-  const runtime = plan.node.runtime;
-  if (!runtime) return [];
-  const info = Buffer.from(`${JSON.stringify(runtime, null, 2)}\n`);
-  const infoPath = `${inRootfs(runtimeVersionDir(runtime.version))}/${RUNTIME_INFO}`;
-  const current = inRootfs(RUNTIME_CURRENT);
+/** The first runtime's and model's descriptions and the `current` links to them: an image's node looks like an updated one. */
+function versionedEntries(plan: Plan, mtime: Date): [string, OverlayEntry][] {
+  const entries = (described: { version: string } | undefined, dir: string, infoName: string, current: string): [string, OverlayEntry][] => {
+    if (!described) return [];
+    const info = Buffer.from(`${JSON.stringify(described, null, 2)}\n`);
+    const infoPath = `${inRootfs(dir)}/${infoName}`;
+    const link = inRootfs(current);
+    return [
+      [infoPath, { header: { name: infoPath, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime, size: info.length }, content: info }],
+      [link, { header: { name: link, type: 'symlink', linkname: `versions/${described.version}`, mode: 0o777, uid: 0, gid: 0, mtime } }],
+    ];
+  };
+  const { runtime, modelInfo } = plan.node;
   return [
-    [infoPath, { header: { name: infoPath, type: 'file', mode: 0o644, uid: 0, gid: 0, mtime, size: info.length }, content: info }],
-    [current, { header: { name: current, type: 'symlink', linkname: `versions/${runtime.version}`, mode: 0o777, uid: 0, gid: 0, mtime } }],
+    ...entries(runtime, runtime ? runtimeVersionDir(runtime.version) : '', RUNTIME_INFO, RUNTIME_CURRENT),
+    ...entries(modelInfo, modelInfo ? modelVersionDir(modelInfo.version) : '', MODEL_INFO, MODEL_CURRENT),
   ];
 }
 
@@ -155,7 +161,7 @@ export async function runLayersStage(opts: {
     const target = `${inRootfs(runtimeVersionDir(runtime?.version as string))}/${name}`;
     return [target, { header: { name: target, type: 'file', mode: 0o755, uid: 0, gid: 0, mtime, size }, source: join(opts.engineBinaries?.dir as string, name) }];
   });
-  for (const [path, entry] of [...nodeEntries(plan, mtime), ...systemEntries(plan, mtime), ...engineEntries, ...runtimeEntries(plan, mtime)]) {
+  for (const [path, entry] of [...nodeEntries(plan, mtime), ...systemEntries(plan, mtime), ...engineEntries, ...versionedEntries(plan, mtime)]) {
     if (overlay.has(path)) throw new ProfileError(`${path} is both written from pi-image.yaml and shipped by a layer's overlay`);
     overlay.set(path, entry);
   }

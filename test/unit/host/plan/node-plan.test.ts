@@ -46,8 +46,12 @@ describe('node plan', () => {
 
   it('bakes the model into the image and tells the agent where it is', async () => {
     const p = await plan({ model: { path: 'tiny.gguf' }, user: { ssh_keys: ['key.pub'] }, cluster: { name: 'lab', size: 3 } });
-    expect(p.settings).toMatchObject({ cluster: { name: 'lab', size: 3, apiPort: 8080 }, engine: { name: 'llama.cpp' }, model: { path: '/var/lib/pi-image/model/tiny.gguf', name: 'tiny' }, user: { name: 'pi' } });
-    expect(p.files.map((f) => f.target)).toEqual(['var/lib/pi-image/model/tiny.gguf']);
+    expect(p.settings).toMatchObject({ cluster: { name: 'lab', size: 3, apiPort: 8080 }, engine: { name: 'llama.cpp' }, model: { path: '/var/lib/pi-image/model/current/tiny.gguf', name: 'tiny' }, user: { name: 'pi' } });
+    // The model in the versioned layout an OTA model update replaces; the engine loads it through `current`.
+    expect(p.files.map((f) => f.target)).toEqual(['var/lib/pi-image/model/versions/tiny/tiny.gguf']);
+    expect(p.modelInfo).toEqual({ engine: 'llama.cpp', version: 'tiny', file: 'tiny.gguf' });
+    const versioned = await plan({ model: { path: 'tiny.gguf', version: '2026.1' } });
+    expect(versioned.files.map((f) => f.target)).toEqual(['var/lib/pi-image/model/versions/2026.1/tiny.gguf']);
     expect(p.authorizedKeys).toMatch(/^ssh-ed25519 /);
     expect(p.secrets).toEqual([{ name: 'cluster.secret', source: null }]);
   });
@@ -104,10 +108,11 @@ describe('bring-your-own dllama', () => {
     writeFileSync(join(work, 'qwen3.t'), 'T');
     const p = await planNode(resolveConfig({ board: 'pi5', engine: { dllama_dir: dir }, model: { path: 'qwen3.m', tokenizer: 'qwen3.t' }, cluster: { size: 4 } }, {}, { dir: work }), await loadBoard('pi5'));
     expect(p.settings.engine.name).toBe('dllama');
-    expect(p.settings.model).toEqual({ path: '/var/lib/pi-image/model/qwen3.m', name: 'qwen3', tokenizer: '/var/lib/pi-image/model/qwen3.t' });
+    expect(p.settings.model).toEqual({ path: '/var/lib/pi-image/model/current/qwen3.m', name: 'qwen3', tokenizer: '/var/lib/pi-image/model/current/qwen3.t' });
+    expect(p.modelInfo).toEqual({ engine: 'dllama', version: 'qwen3', file: 'qwen3.m', tokenizer: 'qwen3.t' });
     expect(p.files.map((f) => [f.target, f.mode.toString(8)])).toEqual([
-      ['var/lib/pi-image/model/qwen3.m', '644'],
-      ['var/lib/pi-image/model/qwen3.t', '644'],
+      ['var/lib/pi-image/model/versions/qwen3/qwen3.m', '644'],
+      ['var/lib/pi-image/model/versions/qwen3/qwen3.t', '644'],
       ['opt/pi-image/runtime/versions/0.16.4/dllama', '755'],
       ['opt/pi-image/runtime/versions/0.16.4/dllama-api', '755'],
     ]);

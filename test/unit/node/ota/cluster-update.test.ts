@@ -37,6 +37,17 @@ async function makeBundle(name: string, version: string, opts: { arch?: string; 
   return out;
 }
 
+/** A model bundle: one weights file (the stand-in engine only records its version). */
+async function makeModelBundle(name: string, version: string, engine: 'llama.cpp' | 'dllama' = 'llama.cpp'): Promise<string> {
+  const dir = join(work, `src-${name}`);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, engine === 'dllama' ? 'model.m' : 'model.gguf'), `weights ${version} `.repeat(200_000));
+  const out = join(work, `${name}.bundle`);
+  await packBundle({ out, kind: 'model', engine, version, arch: 'all', files: await filesOf(dir), privateKey: key.privateKey });
+  bundles[name] = out;
+  return out;
+}
+
 /** The same bundle with its signature entry left out. */
 async function withoutSignature(bundle: string, out: string): Promise<string> {
   const extract = tar.extract();
@@ -57,12 +68,13 @@ async function withoutSignature(bundle: string, out: string): Promise<string> {
 interface Run {
   outcome: string;
   current: Record<string, string | null>;
+  models: Record<string, string | null>;
   engines: string[];
   last: { phase: UpdatePhase; reason?: string; nodes: Record<string, { fetched?: number }> } | null;
 }
 
-/** A fresh cluster whose three nodes run 1.0, as a freshly flashed one does. */
-async function cluster(name: string): Promise<string> {
+/** A fresh cluster whose three nodes run 1.0 (and with `model`, serve model m1), as a freshly flashed one does. */
+async function cluster(name: string, opts: { model?: boolean } = {}): Promise<string> {
   const dir = join(work, name);
   mkdirSync(dir);
   writeFileSync(join(dir, 'ota.pub'), key.publicKey.export({ type: 'spki', format: 'pem' }));
@@ -70,14 +82,19 @@ async function cluster(name: string): Promise<string> {
     const store = new VersionStore(join(dir, n, 'runtime'));
     await store.stage(createReadStream(bundles.b1 as string), { trusted: [key.publicKey], expect: { kind: 'runtime' } });
     await store.switchTo('1.0');
-    writeFileSync(join(dir, n, 'engine'), 'running 1.0');
+    if (opts.model) {
+      const models = new VersionStore(join(dir, n, 'model'));
+      await models.stage(createReadStream(bundles.m1 as string), { trusted: [key.publicKey], expect: { kind: 'model' } });
+      await models.switchTo('m1');
+    }
+    writeFileSync(join(dir, n, 'engine'), `running 1.0${opts.model ? ' model m1' : ''}`);
   }
   return dir;
 }
 
 function run(dir: string, mode: 'push' | 'resume' | 'align', bundle = '', killAt = '', allowDowngrade = false): Run & { signal: string | null; stderr: string } {
   const r = spawnSync(process.execPath, [SCRIPT, DIST, dir, mode, bundle, killAt, allowDowngrade ? '1' : ''], { encoding: 'utf8', timeout: 120_000 });
-  if (r.signal) return { signal: r.signal, stderr: r.stderr, outcome: 'killed', current: {}, engines: [], last: null };
+  if (r.signal) return { signal: r.signal, stderr: r.stderr, outcome: 'killed', current: {}, models: {}, engines: [], last: null };
   if (r.status !== 0) throw new Error(`the cluster process failed (${r.status}): ${r.stderr} (it runs dist/: npm run build first; scripts/test does)`);
   return { ...(JSON.parse(r.stdout) as Run), signal: null, stderr: r.stderr };
 }
@@ -89,6 +106,10 @@ beforeAll(async () => {
   await makeBundle('amd64', '2.0', { arch: 'amd64' });
   await makeBundle('unknown-key', '2.0', { signer: other });
   await makeBundle('old', '0.9');
+  await makeModelBundle('m1', 'm1');
+  await makeModelBundle('m2', 'm2');
+  await makeModelBundle('m3-bad', 'm3-bad');
+  await makeModelBundle('m2-dllama', 'm2', 'dllama');
   const tampered = join(work, 'tampered.bundle');
   const bytes = readFileSync(bundles.b2 as string);
   bytes.writeUInt8((bytes.readUInt8(bytes.length - 20_000) ^ 0xff) & 0xff, bytes.length - 20_000);
@@ -158,7 +179,7 @@ describe('a cluster update with real files and processes', () => {
     ['unsigned', /is not signed/],
     ['unknown-key', /not trusted here/],
     ['amd64', /built for amd64, but the nodes are arm64/],
-    ['old', /not newer than the running 1\.0.*--allow-downgrade/],
+    ['old', /^refused: the bundle's llama\.cpp 0\.9 is not newer than the running 1\.0.*--allow-downgrade/],
   ])('a %s bundle is refused before any node changes', async (name, message) => {
     const dir = await cluster(`refused-${name}`);
     const r = run(dir, 'push', bundles[name]);
@@ -193,5 +214,56 @@ describe('a cluster update with real files and processes', () => {
     expect(resumed.outcome).toBe(outcome);
     expect(resumed.current).toEqual({ n1: version, n2: version, n3: version });
     expect(resumed.engines).toEqual([`running ${version}`, `running ${version}`, `running ${version}`]);
+  });
+
+  describe('model bundles: the same steps for the model the engine loads', () => {
+    it('a new model: staged on every node, switched at once (the runtime untouched), committed', async () => {
+      const dir = await cluster('model-good', { model: true });
+      const r = run(dir, 'push', bundles.m2);
+      expect(r.outcome).toBe('committed');
+      expect(r.models).toEqual({ n1: 'm2', n2: 'm2', n3: 'm2' });
+      expect(r.current).toEqual({ n1: '1.0', n2: '1.0', n3: '1.0' });
+      expect(r.engines).toEqual(['running 1.0 model m2', 'running 1.0 model m2', 'running 1.0 model m2']);
+      const size = readFileSync(bundles.m2 as string).length;
+      expect([r.last?.nodes.n2?.fetched, r.last?.nodes.n3?.fetched]).toEqual([size, size]);
+    });
+
+    it('a model that fails its health check: every node back on the previous model', async () => {
+      const dir = await cluster('model-bad', { model: true });
+      const r = run(dir, 'push', bundles['m3-bad']);
+      expect(r.outcome).toBe('rolled-back');
+      expect(r.models).toEqual({ n1: 'm1', n2: 'm1', n3: 'm1' });
+      expect(r.engines).toEqual(['running 1.0 model m1', 'running 1.0 model m1', 'running 1.0 model m1']);
+    });
+
+    it('a model for another engine, and the model that runs already, are refused before any node changes', async () => {
+      const dir = await cluster('model-refused', { model: true });
+      const wrong = run(dir, 'push', bundles['m2-dllama']);
+      expect(wrong.outcome).toMatch(/^refused: the bundle is for dllama, but this cluster runs llama\.cpp.*nothing was changed on any node/);
+      const same = run(dir, 'push', bundles.m1);
+      expect(same.outcome).toMatch(/^refused: model m1 is the one every node serves already/);
+      expect(same.models).toEqual({ n1: 'm1', n2: 'm1', n3: 'm1' });
+    });
+
+    it('a power cut while the new model is checked: rolled back on every node after restart', async () => {
+      const dir = await cluster('model-kill', { model: true });
+      expect(run(dir, 'push', bundles.m2, 'checking').signal).toBe('SIGKILL');
+      const resumed = run(dir, 'resume');
+      expect(resumed.outcome).toBe('rolled-back');
+      expect(resumed.models).toEqual({ n1: 'm1', n2: 'm1', n3: 'm1' });
+      expect(resumed.engines).toEqual(['running 1.0 model m1', 'running 1.0 model m1', 'running 1.0 model m1']);
+    });
+
+    it('a node that was away during a model update gets the model before the root starts with it', async () => {
+      const dir = await cluster('model-away', { model: true });
+      expect(run(dir, 'push', bundles.m2).outcome).toBe('committed');
+      rmSync(join(dir, 'n3/model'), { recursive: true });
+      const fresh = new VersionStore(join(dir, 'n3/model'));
+      await fresh.stage(createReadStream(bundles.m1 as string), { trusted: [key.publicKey], expect: { kind: 'model' } });
+      await fresh.switchTo('m1');
+      const r = run(dir, 'align');
+      expect(JSON.parse(r.outcome)).toEqual({ changed: ['n3'], problems: [] });
+      expect(r.models).toEqual({ n1: 'm2', n2: 'm2', n3: 'm2' });
+    });
   });
 });
