@@ -110,8 +110,11 @@ describe('cluster of three emulated nodes', () => {
   beforeAll(async () => {
     const model = join(work, 'tiny.gguf');
     writeFileSync(model, demoGguf());
-    const common = ['build', '--board', 'qemu', ...QEMU_TEST_FLAGS, '--layer', join(REPO, 'test/fixtures/layers/serial-console'), '--cluster', 'test', '--cluster-size', '3', '--failover-grace', '3600', '--model', model, '--context-length', '256', '--ntp-server', TIME_SERVER, '--ssh-key', join(REPO, 'test/fixtures/test-login-key.pub')];
     const env = { PI_IMAGE_CACHE: TEST_CACHE };
+    // The owner's update key: the image trusts its public half (model updates below).
+    const keys = await runCli(['keys', 'new', '--dir', work, '--name', 'ota'], { env });
+    if (keys.exitCode !== 0) throw new Error(`keys new: ${keys.stderr}`);
+    const common = ['build', '--board', 'qemu', ...QEMU_TEST_FLAGS, '--layer', join(REPO, 'test/fixtures/layers/serial-console'), '--cluster', 'test', '--cluster-size', '3', '--failover-grace', '3600', '--model', model, '--context-length', '256', '--ntp-server', TIME_SERVER, '--ssh-key', join(REPO, 'test/fixtures/test-login-key.pub'), '--ota-key', join(work, 'ota.pub')];
     for (const [args, what] of [
       [[...common, '--out', join(work, 'out')], 'cluster image'],
       [[...common, '--cluster-secret', join(REPO, 'test/fixtures/intruder.secret'), '--out', join(work, 'intruder')], 'intruder image'],
@@ -432,6 +435,58 @@ describe('cluster of three emulated nodes', () => {
     rootIndex = newRoot;
     rootId = newRootId;
   }, 60 * 60_000);
+
+  /** `pi-image ota …` against the root's OTA push port. */
+  const ota = (args: string[]) => runCli(['ota', ...args, '--cluster', `127.0.0.1:${cluster.otaPorts[rootIndex]}`, '--key', join(work, 'ota.key')], { env: { PI_IMAGE_CACHE: TEST_CACHE } });
+  const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+  interface OtaRecord {
+    phase: string;
+    version: string;
+    reason?: string;
+    nodes: Record<string, { fetched?: number }>;
+    timings: Record<string, number>;
+  }
+  /** A signed model bundle of the demo model that answers `sentence`; its health check expects `expected`. */
+  async function modelBundle(version: string, sentence: string, expected: string): Promise<string> {
+    const file = join(work, `${version}.gguf`);
+    writeFileSync(file, demoGguf({ sentence }));
+    const out = join(work, `${version}.bundle`);
+    const packed = await runCli(['model', 'pack', file, '--model-version', version, '--key', join(work, 'ota.key'), '--health-prompt', PROMPT, '--health-tokens', '32', '--health-text-sha256', sha256(expected), '-o', out]);
+    expect(packed.exitCode, packed.stderr).toBe(0);
+    return out;
+  }
+  const answer = async () => (await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 32, temperature: 0 })).json.choices[0]?.message.content;
+  const models = async () => {
+    const run = await ota(['status', '--json']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const s = run.events.find((e) => e.type === 'result')?.data as { model: { current: string }; nodes: { model: { current: string } }[] };
+    return [s.model.current, ...s.nodes.map((n) => n.model.current)];
+  };
+
+  it('replaces the model on all three nodes over the network, proven by its answer; a model that fails its health check is rolled back everywhere', async () => {
+    expect(await models()).toEqual(['tiny', 'tiny', 'tiny']);
+    const NEW = 'Fresh weights reached every node.';
+    const good = await modelBundle('demo-2', NEW, NEW);
+    const t0 = Date.now();
+    const push = await ota(['push', good, '--json']);
+    expect(push.exitCode, push.stderr).toBe(0);
+    const done = push.events.find((e) => e.type === 'result')?.data as OtaRecord;
+    expect(done).toMatchObject({ phase: 'committed', version: 'demo-2' });
+    figures.push(`OTA model bundle (${statSync(good).size} bytes) to 3 nodes: ${Math.round((Date.now() - t0) / 1000)} s, phases ${JSON.stringify(done.timings)}, bytes fetched per worker ${JSON.stringify(done.nodes)}`);
+    expect(Object.values(done.nodes).map((n) => n.fetched).sort()).toEqual([0, statSync(good).size, statSync(good).size]);
+    expect(await models()).toEqual(['demo-2', 'demo-2', 'demo-2']);
+    expect(await answer()).toBe(NEW);
+
+    const bad = await modelBundle('demo-3', 'Nobody expects this answer.', NEW);
+    const t1 = Date.now();
+    const rolled = await ota(['push', bad]);
+    expect(rolled.exitCode).toBe(1);
+    expect(rolled.stderr).toMatch(/rolled-back: health check: the output of "hello pi cluster" hashes to/);
+    expect(rolled.stderr).toMatch(/every node is back on demo-2/);
+    figures.push(`OTA model rollback (health check failed) on 3 nodes: ${Math.round((Date.now() - t1) / 1000)} s`);
+    expect(await models()).toEqual(['demo-2', 'demo-2', 'demo-2']);
+    expect(await answer()).toBe(NEW);
+  }, 30 * 60_000);
 
   it('leaves no trace of the secret on any boot partition, and keeps the LAN off the host', async () => {
     await Promise.all([0, 1, 2, INTRUDER].map((i) => vm(i).shutdown(3 * 60_000)));
