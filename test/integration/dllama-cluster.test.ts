@@ -1,6 +1,6 @@
 import { execa, type ResultPromise } from 'execa';
 import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -211,21 +211,27 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
     expectOk(run);
     return run.events.find((e) => e.type === 'result')?.data as OtaStatus;
   };
-  /** A runtime bundle of an engine stage's binaries, signed with the owner's key. */
-  async function pack(version: string, key: string, healthText: string): Promise<string> {
-    const dir = join(work, `runtime-${version}-${healthText.length}`);
-    mkdirSync(dir, { recursive: true });
-    for (const name of ['dllama', 'dllama-api']) copyFileSync(join(TEST_CACHE, 'engine', key, 'bin', name), join(dir, name));
-    for (const name of ['dllama', 'dllama-api']) chmodSync(join(dir, name), 0o755);
+  /**
+   * A runtime bundle as the owner makes one: `runtime pack --engine-source` compiles the
+   * release tarball for the board as the image build did (its cached engine stage: the very
+   * binaries of the image built from that tarball), signed with the owner's key.
+   */
+  async function pack(version: keyof typeof DLLAMA_SOURCES, healthText: string): Promise<string> {
+    const { file, sha256 } = DLLAMA_SOURCES[version];
     const bundle = join(work, `${version}-${healthText.length}.bundle`);
     const health = createHash('sha256').update(healthText).digest('hex');
-    expectOk(await runCli(['runtime', 'pack', dir, '--engine', 'dllama', '--engine-version', version, '--key', join(work, 'ota.key'), '--health-prompt', PROMPT, '--health-tokens', '12', '--health-text-sha256', health, '-o', bundle]));
+    const packed = await runCli(
+      ['runtime', 'pack', '--engine', 'dllama', '--engine-source', vendored(file), '--engine-sha256', sha256, '--board', 'qemu', '--key', join(work, 'ota.key'), '--health-prompt', PROMPT, '--health-tokens', '12', '--health-text-sha256', health, '-o', bundle, '--json'],
+      { env: { PI_IMAGE_CACHE: TEST_CACHE } },
+    );
+    expectOk(packed);
+    expect(stageCaching(packed)).toEqual({ engine: true });
     return bundle;
   }
 
   it('updates every node to v0.16.4 over the network: pushed to the root, staged, switched at once, health-checked, committed', async () => {
     rootIndex = cluster.apiPorts.indexOf(await waitServing(cluster, 5 * 60_000));
-    const bundle = await pack('0.16.4', engineKey, clusterAnswer);
+    const bundle = await pack('0.16.4', clusterAnswer);
     const started = Date.now();
     const push = await ota(['push', bundle]);
     expectOk(push);
@@ -243,8 +249,7 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
   }, 30 * 60_000);
 
   it('a bundle that fails its health check (wrong output) is rolled back on every node, which serves again', async () => {
-    const engine3 = (JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { inputs: { cache_keys: { engine: string } } }).inputs.cache_keys.engine;
-    const bundle = await pack('0.16.3', engine3, 'not what this engine says');
+    const bundle = await pack('0.16.3', 'not what this engine says');
     const started = Date.now();
     const push = await ota(['push', bundle, '--allow-downgrade']);
     expect(push.exitCode).toBe(1);
@@ -258,7 +263,7 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
   }, 30 * 60_000);
 
   it('refuses a tampered bundle, a key it does not trust and a request without the key, changing nothing', async () => {
-    const good = await pack('0.16.4', engineKey, clusterAnswer);
+    const good = await pack('0.16.4', clusterAnswer);
     const tampered = join(work, 'tampered.bundle');
     const bytes = readFileSync(good);
     bytes.writeUInt8(bytes.readUInt8(bytes.length - 5000) ^ 0xff, bytes.length - 5000);
@@ -323,8 +328,7 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
 
   it('the root agent SIGKILLed as the switch begins: on restart it rolls every node back, and the cluster serves', async () => {
     modelAnswer = (await answer()) ?? '';
-    const engine3 = (JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { inputs: { cache_keys: { engine: string } } }).inputs.cache_keys.engine;
-    const bundle = await pack('0.16.3', engine3, modelAnswer);
+    const bundle = await pack('0.16.3', modelAnswer);
     const root = cluster.vms[rootIndex] as (typeof cluster.vms)[number];
     await root.check(cutAt('switching', 'systemctl kill -s KILL pi-image-agent'));
     const started = Date.now();
@@ -340,8 +344,7 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
   }, 20 * 60_000);
 
   it('the root VM hard-reset while the new version is checked: after its reboot every node is back on the previous version, serving', async () => {
-    const engine3 = (JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { inputs: { cache_keys: { engine: string } } }).inputs.cache_keys.engine;
-    const bundle = await pack('0.16.3', engine3, modelAnswer);
+    const bundle = await pack('0.16.3', modelAnswer);
     const root = cluster.vms[rootIndex] as (typeof cluster.vms)[number];
     const bootBefore = await root.check('cat /proc/sys/kernel/random/boot_id');
     const mark = root.consoleLog.length;

@@ -71,6 +71,26 @@ describe('OTA bundles from the command line', () => {
     expect(existsSync(at('x.bundle')) || existsSync(at('x.bundle.partial'))).toBe(false);
   });
 
+  it('runtime pack: a folder or --engine-source (dllama compiled as the build does), each usage mistake exit 2 before any work', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--engine', 'llama.cpp', '--engine-version', 'b1'], /give the runtime folder to pack, or --engine-source/],
+      [[at('rt'), '--engine', 'llama.cpp'], /--engine-version is needed with a runtime folder/],
+      [['--engine', 'llama.cpp', '--engine-source', at('x.tar.gz')], /--engine-source compiles dllama: add --engine dllama/],
+      [[at('rt'), '--engine', 'dllama', '--engine-source', at('x.tar.gz')], /give a runtime folder .* or --engine-source, not both/],
+      [[at('rt'), '--engine', 'llama.cpp', '--engine-version', 'b1', '--engine-sha256', 'ab'], /--engine-sha256 goes with --engine-source/],
+    ];
+    for (const [args, message] of cases) {
+      const run = await runCli(['runtime', 'pack', ...args, '--key', at('ota.key'), '-o', at('y.bundle')]);
+      expect(run.exitCode, args.join(' ')).toBe(2);
+      expect(run.stderr).toMatch(message);
+    }
+    // A tarball that is not there fails as the build would: nothing compiled, no bundle.
+    const missing = await runCli(['runtime', 'pack', '--engine', 'dllama', '--engine-source', at('distributed-llama-0.16.4.tar.gz'), '--engine-sha256', 'a'.repeat(64), '--key', at('ota.key'), '-o', at('y.bundle')]);
+    expect(missing.exitCode).toBe(1);
+    expect(missing.stderr).toMatch(/engine\.source: .*distributed-llama-0\.16\.4\.tar\.gz does not exist/);
+    expect(existsSync(at('y.bundle'))).toBe(false);
+  });
+
   it('a model over 4 GiB is signed and verified over its whole content', async () => {
     const model = at('big.gguf');
     execFileSync('truncate', ['-s', String(4 * 1024 ** 3 + 12345), model]);

@@ -97,21 +97,43 @@ export function keysCommand(): Command {
 export function runtimeCommand(): Command {
   const runtime = new Command('runtime').description('OTA bundles of the inference engine: pack a folder of programs, verify a bundle');
   addHealthOptions(runtime.command('pack'))
-    .description("Pack a folder of engine programs and libraries into a signed OTA bundle (files hashed, manifest signed with Ed25519)")
-    .argument('<dir>', 'the runtime folder (programs executable, libraries beside them)')
+    .description("Pack engine programs into a signed OTA bundle (files hashed, manifest signed with Ed25519): a folder of them, or dllama compiled from its source tarball for a board as the image build does")
+    .argument('[dir]', 'the runtime folder (programs executable, libraries beside them); not with --engine-source')
     .addOption(new Option('--engine <name>', 'the engine the programs are').choices(['llama.cpp', 'dllama']).makeOptionMandatory())
-    .requiredOption('--engine-version <version>', "the engine's version (a newer one replaces an older one; an older one needs --allow-downgrade at push)")
+    .option('--engine-version <version>', "the engine's version (a newer one replaces an older one; an older one needs --allow-downgrade at push); with --engine-source, read from the tarball's name by default")
+    .option('--engine-source <tarball>', "dllama's release tarball (path or https:// URL): compiled for --board by the build's engine stage, cached like it")
+    .option('--engine-sha256 <hex>', 'the SHA-256 the tarball must have (with --engine-source)')
+    .option('--board <name>', 'the board whose CPU the programs are compiled for (with --engine-source)', 'pi5')
     .option('--arch <arch>', 'Debian architecture the programs are built for', 'arm64')
     .requiredOption('--key <file>', 'the private update key (pi-image keys new)')
     .option('--root-entry <path>', "the root's program, relative to the folder (default: by the engine's name: llama-server, dllama-api)")
     .option('--worker-entry <path>', "the workers' program (default: ggml-rpc-server, dllama)")
     .option('-o, --out <file>', 'the bundle to write (default: pi-image-runtime-<engine>-<engine-version>-<arch>.bundle)')
     .option('--json', 'print the manifest as JSON')
-    .action((dir: string, options: Record<string, unknown>) =>
-      runCancellable(options, async ({ reporter }) => {
+    .action((dir: string | undefined, options: Record<string, unknown>, command: Command) => {
+      // Usage mistakes exit 2 before any work, as commander's own do.
+      if (options.engineSource !== undefined) {
+        if (dir !== undefined) command.error(`error: give a runtime folder (${dir}) or --engine-source, not both`);
+        if (options.engine !== 'dllama') command.error('error: --engine-source compiles dllama: add --engine dllama (llama.cpp comes from Debian packages)');
+      } else {
+        if (dir === undefined) command.error('error: give the runtime folder to pack, or --engine-source with a dllama source tarball');
+        if (options.engineVersion === undefined) command.error("error: --engine-version is needed with a runtime folder: the engine's version");
+        if (options.engineSha256 !== undefined) command.error('error: --engine-sha256 goes with --engine-source');
+      }
+      return runCancellable(options, async ({ reporter, signal }) => {
         const [{ filesOf, packBundle }, { loadPrivateKey }] = await Promise.all([import('../ota/bundle-write.js'), import('../ota/keys.js')]);
         const engine = options.engine as BundleManifest['engine'];
-        const files = await filesOf(resolve(dir));
+        const key = await loadPrivateKey(String(options.key));
+        let files: Awaited<ReturnType<typeof filesOf>>;
+        if (options.engineSource !== undefined) {
+          const { runtimeFromSource } = await import('../ota/runtime-from-source.js');
+          const src = String(options.engineSource);
+          const compiled = await runtimeFromSource({ source: /^https?:\/\//.test(src) ? src : resolve(src), sha256: options.engineSha256 as string | undefined, version: options.engineVersion as string | undefined, board: String(options.board), reporter, signal });
+          files = compiled.files;
+          options.engineVersion = compiled.version;
+        } else {
+          files = await filesOf(resolve(dir as string));
+        }
         const pick = (flag: unknown, names: string[], role: string) => {
           const path = typeof flag === 'string' ? flag : files.find((f) => names.includes(basename(f.path)) && f.mode === 0o755)?.path;
           if (!path) throw new PiImageError(`${dir} has no ${role} program (${names.join(' or ')}, executable)`, `name it with --${role}-entry PATH`);
@@ -119,11 +141,11 @@ export function runtimeCommand(): Command {
         };
         const entry = { root: pick(options.rootEntry, ENTRY_NAMES[engine].root, 'root'), worker: pick(options.workerEntry, ENTRY_NAMES[engine].worker, 'worker') };
         const out = resolve(String(options.out ?? `pi-image-runtime-${engine}-${options.engineVersion}-${options.arch}.bundle`));
-        const manifest = await packBundle({ out, kind: 'runtime', engine, version: String(options.engineVersion), arch: String(options.arch), files, entry, ...healthOption(options), privateKey: await loadPrivateKey(String(options.key)) });
+        const manifest = await packBundle({ out, kind: 'runtime', engine, version: String(options.engineVersion), arch: String(options.arch), files, entry, ...healthOption(options), privateKey: key });
         reporter.emit({ type: 'result', data: { bundle: out, manifest } });
         if (!options.json) process.stdout.write(`wrote ${out}: ${summary(manifest)}\n`);
-      }),
-    );
+      });
+    });
   addVerify(runtime, 'runtime').option('--arch <arch>', "the nodes' architecture: refuse a bundle built for another");
   return runtime;
 }

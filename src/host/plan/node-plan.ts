@@ -62,11 +62,12 @@ export function versionFromSourceName(source: string): string | undefined {
   return /(?:^|[-_v])(\d+\.\d+\.\d+)\.(?:tar\.gz|tgz|tar\.xz|tar)$/.exec(basename(source))?.[1];
 }
 
-async function planEngineBuild(config: Config, board: BoardProfile): Promise<EngineBuild> {
-  const source = config.engine.source as string;
-  if (config.engine.dllama_dir) throw new ConfigError('engine.source and engine.dllama_dir are both set', 'give the source tarball to compile, or the folder of prebuilt binaries, not both');
-  if (!config.engine.sha256) throw new ConfigError('engine.source needs engine.sha256', `pin the tarball: sha256sum ${basename(source)}`);
-  const version = config.engine.version ?? versionFromSourceName(source);
+/** How dllama is compiled from `engine.source` for a board (the image's engine stage, and `runtime pack --engine-source`). */
+export async function planEngineBuild(engine: Pick<Config['engine'], 'source' | 'sha256' | 'version' | 'dllama_dir'>, board: BoardProfile): Promise<EngineBuild> {
+  const source = engine.source as string;
+  if (engine.dllama_dir) throw new ConfigError('engine.source and engine.dllama_dir are both set', 'give the source tarball to compile, or the folder of prebuilt binaries, not both');
+  if (!engine.sha256) throw new ConfigError('engine.source needs engine.sha256', `pin the tarball: sha256sum ${basename(source)}`);
+  const version = engine.version ?? versionFromSourceName(source);
   if (!version) throw new ConfigError(`engine.version: cannot tell the dllama version from the name ${basename(source)}`, `set engine.version (${ENGINES.dllama.knownVersions.join(', ')})`);
   if (!/^https?:\/\//.test(source)) {
     const st = await stat(source).catch(() => undefined);
@@ -76,7 +77,7 @@ async function planEngineBuild(config: Config, board: BoardProfile): Promise<Eng
     engine: 'dllama',
     version,
     source,
-    sha256: config.engine.sha256,
+    sha256: engine.sha256,
     cxx: process.arch === 'arm64' ? 'g++' : 'aarch64-linux-gnu-g++',
     // dllama's Makefile adds -march=native: the build machine's CPU, not the board's. These replace its flags.
     cxxflags: `-std=c++11 -O3 -mcpu=${board.cpu}`,
@@ -160,7 +161,7 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
   if (config.engine.version && !ENGINES.dllama.knownVersions.includes(config.engine.version)) {
     throw new ConfigError(`engine.version: dllama ${config.engine.version} is not a version pi-image knows the flags of`, `known: ${ENGINES.dllama.knownVersions.join(', ')}`);
   }
-  const engineBuild = engine === 'dllama' && config.engine.source ? await planEngineBuild(config, board) : undefined;
+  const engineBuild = engine === 'dllama' && config.engine.source ? await planEngineBuild(config.engine, board) : undefined;
   if (engineBuild && !ENGINES.dllama.knownVersions.includes(engineBuild.version)) {
     throw new ConfigError(`engine.source: dllama ${engineBuild.version} is not a version pi-image knows the flags of`, `known: ${ENGINES.dllama.knownVersions.join(', ')}`);
   }

@@ -10,7 +10,7 @@ import { didYouMean } from '../config/did-you-mean.js';
 import { forbiddenConfigTxtKeys } from '../tuning/render.js';
 import type { BootloaderPlan } from '../firmware/bootloader-plan.js';
 import type { ResolvedLever, TuningProfile } from '../catalog/tuning-profiles.js';
-import type { NodePlan } from './node-plan.js';
+import type { EngineBuild, NodePlan } from './node-plan.js';
 import type { EngineName } from '../../shared/engines/adapter.js';
 
 /**
@@ -281,7 +281,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
   const baseKey = contentHash({ recipe: STAGE_RECIPES.base, base: { ...base, image: base.image?.sha256, keyrings: base.keyrings.map((k) => k.sha256) } });
   const system = planSystem(config);
   // The tarball is identified by its hash, wherever it lies.
-  const engineKey = node.engineBuild ? contentHash({ recipe: STAGE_RECIPES.engine, build: { ...node.engineBuild, source: undefined } }) : undefined;
+  const engineKey = node.engineBuild ? engineCacheKey(node.engineBuild) : undefined;
   const layersKey = contentHash({
     recipe: STAGE_RECIPES.layers,
     base: baseKey,
@@ -325,4 +325,9 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
   };
   // A copy: the plan shares nothing with its inputs, so freezing it leaves them alone.
   return deepFreeze(structuredClone(plan));
+}
+
+/** The engine stage's cache key: the tarball is identified by its hash, wherever it lies. */
+export function engineCacheKey(build: EngineBuild): string {
+  return contentHash({ recipe: STAGE_RECIPES.engine, build: { ...build, source: undefined } });
 }
