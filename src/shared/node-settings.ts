@@ -11,6 +11,8 @@ export interface NodeSettings {
   /** aliases: other ids the API answers to as this model. */
   model: { path: string; name: string; tokenizer?: string; aliases?: string[] } | null;
   user: { name: string };
+  /** keepVersions: versions of each kind a node keeps after a committed update (ota.keep_versions). */
+  ota?: { keepVersions: number };
   /** The engine's memory budget per role (weights, KV cache, buffers: the OS's share left out), when the build computed one. */
   engineMemoryMib?: { root: number; worker?: number };
 }

@@ -55,6 +55,7 @@ coordinator = new UpdateCoordinator({
   checkHealth: async () => (engines().some((e) => e.includes('bad')) ? 'the output hashes to something else' : undefined),
   log: (line) => process.stderr.write(`${line}\n`),
   serveTimeoutMs: 1000,
+  ...(process.env.OTA_KEEP ? { keep: Number(process.env.OTA_KEEP) } : {}),
   onPhase: (phase) => {
     if (phase === killAt) process.kill(process.pid, 'SIGKILL');
   },

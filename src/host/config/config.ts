@@ -49,7 +49,7 @@ export interface Config {
   engine: { name?: 'llama.cpp' | 'dllama'; dllama_dir?: string; source?: string; sha256?: string; version?: string; temperature?: number; context_length: number };
   model?: { path: string; tokenizer?: string; name?: string; version?: string; aliases: string[] };
   user: { name: string; ssh_keys: string[] };
-  ota: { trusted_keys: string[] };
+  ota: { trusted_keys: string[]; keep_versions: number };
   rootfs: { headroom_mib: number };
   compression: { level: number };
   source_date_epoch?: number;

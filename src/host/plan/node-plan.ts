@@ -250,5 +250,6 @@ function nodeSettings(config: Config, board: BoardProfile, model: NodeSettings['
     engine: { name: config.engine.name ?? board.engine, binDir: RUNTIME_CURRENT, contextLength: config.engine.context_length, ...(version ? { version } : {}), ...(config.engine.temperature !== undefined ? { temperature: config.engine.temperature } : {}) },
     model,
     user: { name: config.user.name },
+    ota: { keepVersions: config.ota.keep_versions },
   };
 }

@@ -57,6 +57,7 @@ export class NodeOta {
       waitServing: host.waitServing,
       checkHealth: (health) => this.checkHealth(health),
       log,
+      keep: settings.ota?.keepVersions,
     });
   }
 

@@ -50,8 +50,10 @@ describe('node plan', () => {
     // The model in the versioned layout an OTA model update replaces; the engine loads it through `current`.
     expect(p.files.map((f) => f.target)).toEqual(['var/lib/pi-image/model/versions/tiny/tiny.gguf']);
     expect(p.modelInfo).toEqual({ engine: 'llama.cpp', version: 'tiny', file: 'tiny.gguf' });
-    const versioned = await plan({ model: { path: 'tiny.gguf', version: '2026.1' } });
+    const versioned = await plan({ model: { path: 'tiny.gguf', version: '2026.1' }, ota: { keep_versions: 5 } });
     expect(versioned.files.map((f) => f.target)).toEqual(['var/lib/pi-image/model/versions/2026.1/tiny.gguf']);
+    // How many versions a node keeps after an update: ota.keep_versions, 3 by default.
+    expect([p.settings.ota, versioned.settings.ota]).toEqual([{ keepVersions: 3 }, { keepVersions: 5 }]);
     expect(p.authorizedKeys).toMatch(/^ssh-ed25519 /);
     expect(p.secrets).toEqual([{ name: 'cluster.secret', source: null }]);
   });

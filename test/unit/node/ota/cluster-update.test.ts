@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, createReadStream, createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -92,8 +92,8 @@ async function cluster(name: string, opts: { model?: boolean } = {}): Promise<st
   return dir;
 }
 
-function run(dir: string, mode: 'push' | 'resume' | 'align', bundle = '', killAt = '', allowDowngrade = false): Run & { signal: string | null; stderr: string } {
-  const r = spawnSync(process.execPath, [SCRIPT, DIST, dir, mode, bundle, killAt, allowDowngrade ? '1' : ''], { encoding: 'utf8', timeout: 120_000 });
+function run(dir: string, mode: 'push' | 'resume' | 'align', bundle = '', killAt = '', allowDowngrade = false, env: Record<string, string> = {}): Run & { signal: string | null; stderr: string } {
+  const r = spawnSync(process.execPath, [SCRIPT, DIST, dir, mode, bundle, killAt, allowDowngrade ? '1' : ''], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } });
   if (r.signal) return { signal: r.signal, stderr: r.stderr, outcome: 'killed', current: {}, models: {}, engines: [], last: null };
   if (r.status !== 0) throw new Error(`the cluster process failed (${r.status}): ${r.stderr} (it runs dist/: npm run build first; scripts/test does)`);
   return { ...(JSON.parse(r.stdout) as Run), signal: null, stderr: r.stderr };
@@ -102,6 +102,7 @@ function run(dir: string, mode: 'push' | 'resume' | 'align', bundle = '', killAt
 beforeAll(async () => {
   await makeBundle('b1', '1.0');
   await makeBundle('b2', '2.0');
+  await makeBundle('b4', '4.0');
   await makeBundle('bad', '3.0-bad');
   await makeBundle('amd64', '2.0', { arch: 'amd64' });
   await makeBundle('unknown-key', '2.0', { signer: other });
@@ -189,6 +190,30 @@ describe('a cluster update with real files and processes', () => {
     expect(r.current).toEqual({ n1: '1.0', n2: '1.0', n3: '1.0' });
     expect(r.engines).toEqual(['running 1.0', 'running 1.0', 'running 1.0']);
     for (const n of ['n1', 'n2', 'n3']) expect(await new VersionStore(join(dir, n, 'runtime')).installed()).toEqual(['1.0']);
+  });
+
+  it('a node without the disk space for the bundle refuses it, and no node changes (a real 8 MiB file system)', async () => {
+    const dir = await cluster('nospace');
+    const download = join(dir, 'n3/download');
+    mkdirSync(download, { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', download]);
+    try {
+      const r = run(dir, 'push', bundles.b2);
+      expect(r.outcome).toBe('refused');
+      expect(r.last?.reason).toMatch(/n3: not enough disk space: \d+ MiB needed in .*n3\/download, [78] MiB free/);
+      expect(r.current).toEqual({ n1: '1.0', n2: '1.0', n3: '1.0' });
+      expect(r.engines).toEqual(['running 1.0', 'running 1.0', 'running 1.0']);
+    } finally {
+      execFileSync('umount', [download]);
+    }
+  });
+
+  it('keeps ota.keep_versions versions after each commit (never the current or the previous one)', async () => {
+    const dir = await cluster('keep');
+    const keep = { OTA_KEEP: '2' };
+    expect(run(dir, 'push', bundles.b2, '', false, keep).outcome).toBe('committed');
+    expect(run(dir, 'push', bundles.b4 as string, '', false, keep).outcome).toBe('committed');
+    for (const n of ['n1', 'n2', 'n3']) expect(await new VersionStore(join(dir, n, 'runtime')).installed()).toEqual(['2.0', '4.0']);
   });
 
   it('an older bundle is taken with --allow-downgrade', async () => {
