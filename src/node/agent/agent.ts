@@ -103,10 +103,7 @@ export class Agent {
       ...initialState({ node, boot: this.discovery.bootId, machineBoot: await machineBoot(), hostname: hostname(), settings: this.settings, canHoldModel, persisted, addresses: lanAddresses().map((a) => a.address), runtime: this.installedKey() }),
       firewall: [],
     };
-    await this.rootLink.listen();
-    this.watchEngineExits();
-    await this.discovery.start();
-    await serveStatus(() => agentStatus(this.state, this.settings, { engineCommand: this.engine.command, counters: this.discovery.counters }));
+    // Before discovery: a peer heard at once may start the engine, and the root's start checks its workers' versions through this.
     this.ota = new NodeOta(this.settings, secret, node, {
       engine: { hold: (reason) => this.holdEngine(reason), release: () => this.releaseEngine() },
       isRoot: () => this.state.role === 'root',
@@ -117,6 +114,10 @@ export class Agent {
       waitServing: (members, timeoutMs) => this.waitServing(members, timeoutMs),
     }, this.log);
     await this.ota.start();
+    await this.rootLink.listen();
+    this.watchEngineExits();
+    await this.discovery.start();
+    await serveStatus(() => agentStatus(this.state, this.settings, { engineCommand: this.engine.command, counters: this.discovery.counters }));
     this.log(`node ${node} (${hostname()}), cluster ${this.settings.cluster.name} of ${this.settings.cluster.size}, built as ${this.settings.role}${persisted ? `, ${persisted.role} before this boot` : ''}`);
     this.dispatch({ on: 'addresses', addresses: this.state.addresses });
   }
