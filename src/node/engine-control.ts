@@ -37,11 +37,13 @@ export async function engineArgv(line: LaunchLine, binDirs: string[]): Promise<s
  * jemalloc, memlock, priority) applies to it and systemd restarts it if it dies. The agent
  * only writes its launch line and starts or stops the unit. An engine already running with
  * the same launch line is kept when `adopt` says so (the agent restarted, the engine did
- * not): restarting it would cut its workers' connections for nothing.
+ * not) and it runs with the same `peers` (a root's workers, down to their engine's run: a
+ * worker whose engine server restarted meanwhile dropped this engine's connection and layers):
+ * restarting it would cut its workers' connections for nothing.
  */
-export async function startEngineUnit(line: LaunchLine, binDirs: string[], adopt: boolean): Promise<{ command: string; kept: boolean }> {
+export async function startEngineUnit(line: LaunchLine, binDirs: string[], adopt: boolean, peers = ''): Promise<{ command: string; kept: boolean }> {
   const argv = await engineArgv(line, binDirs);
-  const env = `# Written by pi-node agent: the engine's launch line.\nPI_IMAGE_ENGINE_ARGV="${argv.join(' ')}"\n`;
+  const env = engineEnvFile(argv, peers);
   const command = argv.join(' ');
   const running = adopt && (await readFile(ENGINE_ENV_PATH, 'utf8').catch(() => undefined)) === env && (await run('systemctl', ['is-active', '--quiet', ENGINE_UNIT])).code === 0;
   if (running) return { command, kept: true };
@@ -50,6 +52,9 @@ export async function startEngineUnit(line: LaunchLine, binDirs: string[], adopt
   if (r.code !== 0) throw new Error(`systemctl restart ${ENGINE_UNIT}: ${r.stderr.trim()}`);
   return { command, kept: false };
 }
+
+/** The unit's environment file: the launch line, and what the engine runs with (only compared). */
+export const engineEnvFile = (argv: string[], peers: string) => `# Written by pi-node agent: the engine's launch line.\n${peers ? `# With: ${peers}\n` : ''}PI_IMAGE_ENGINE_ARGV="${argv.join(' ')}"\n`;
 
 /** The id of the engine unit's current run (a new one at every start, restarts by systemd included). */
 export async function engineInvocation(): Promise<string | undefined> {

@@ -40,6 +40,12 @@ export interface Announcement {
   term?: number;
   canHoldModel: boolean;
   engine: EngineState;
+  /**
+   * While the engine is ready: which run of it (the engine unit's invocation). A root restarts
+   * its engine when a worker's run changes (a worker's engine server that restarted lost the
+   * root's connection and the layers it held), not when only the worker's agent restarted.
+   */
+  engineRun?: string;
   /** A root: the workers (`node@boot`) its engine runs with. A worker knows from this that it was heard. */
   serving?: string[];
   /** Boot ids of the peers this node has heard: the proof that this message is not older than them. */
@@ -114,6 +120,7 @@ export function parseAnnouncement(payload: string): Announcement | undefined {
     (m.term === undefined || (Number.isSafeInteger(m.term) && (m.term as number) >= 0)) &&
     typeof m.canHoldModel === 'boolean' &&
     oneOf(m.engine, ['stopped', 'starting', 'ready', 'failed'] as const) &&
+    (m.engineRun === undefined || isName(m.engineRun)) &&
     (m.serving === undefined || isList(m.serving, MAX_PEERS, isName)) &&
     isList(m.seen, MAX_PEERS * (CANDIDATE_BOOTS + 1), isName) &&
     (m.leaving === undefined || typeof m.leaving === 'boolean');

@@ -25,10 +25,12 @@ for (const n of nodes) {
     hold: async () => writeFileSync(engineFile(n), 'held'),
     release: async () => {
       const model = await updaters[n].model.store.current();
-      writeFileSync(engineFile(n), `running ${await updaters[n].runtime.store.current()}${model ? ` model ${model}` : ''}`);
+      // What the runtime's files say, not only its version's name: a build marked broken runs broken.
+      const broken = (() => { try { return readFileSync(join(work, n, 'runtime', 'current', 'bin/llama-server'), 'utf8').startsWith('broken'); } catch { return false; } })();
+      writeFileSync(engineFile(n), `running ${await updaters[n].runtime.store.current()}${model ? ` model ${model}` : ''}${broken ? ' (broken build)' : ''}`);
     },
   };
-  const updater = (kind) => new NodeUpdater({ kind, dir: join(work, n, kind), downloadDir: join(work, n, 'download'), trusted, expect: { engine: 'llama.cpp', arch: 'arm64' }, engine, log: () => undefined });
+  const updater = (kind) => new NodeUpdater({ kind, dir: join(work, n, kind), downloadDir: join(work, n, 'download'), trusted, expect: { engine: 'llama.cpp', arch: 'arm64' }, engine, log: (line) => process.stderr.write(`${n}: ${line}\n`) });
   updaters[n] = { runtime: updater('runtime'), model: updater('model') };
   for (const u of Object.values(updaters[n])) await u.store.recover();
 }
@@ -51,8 +53,8 @@ coordinator = new UpdateCoordinator({
   command: (m, c) => sendCommand(secret, m, ports[m.node], c),
   bundleUrl: (_m, sha) => `http://127.0.0.1:${ports.n1}/ota/bundle/${sha}`,
   waitServing: async () => engines().every((e) => e.startsWith('running ')),
-  // The stand-in engine of a runtime or model version named *bad* gives the wrong output.
-  checkHealth: async () => (engines().some((e) => e.includes('bad')) ? 'the output hashes to something else' : undefined),
+  // The stand-in engine of a runtime or model version named *bad*, or of a broken build, gives the wrong output.
+  checkHealth: async () => (engines().some((e) => e.includes('bad') || e.includes('broken')) ? 'the output hashes to something else' : undefined),
   log: (line) => process.stderr.write(`${line}\n`),
   serveTimeoutMs: 1000,
   ...(process.env.OTA_KEEP ? { keep: Number(process.env.OTA_KEEP) } : {}),

@@ -357,10 +357,11 @@ describe('cluster of three emulated nodes', () => {
     expect((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
   }, 25 * 60_000);
 
-  it('keeps the same root when booted in another order; a node with another secret is never admitted', async () => {
+  it("keeps its root through a power cycle in another order, the root's board with a re-flashed card, no clean-up; a node with another secret is never admitted", async () => {
     await Promise.all([0, 1, 2].map((i) => vm(i).shutdown(3 * 60_000)));
-    // Workers first (reverse order, a few seconds apart), then the intruder, then the root last,
-    // once the others are up.
+    await cluster.reflashNode(rootIndex);
+    // Workers first (reverse order, a few seconds apart: they follow the root they persisted),
+    // then the intruder, then the root last with its fresh card, once the others are up.
     for (const i of [...workers().reverse(), INTRUDER]) {
       cluster.startNode(i);
       await sleep(5000);
@@ -368,8 +369,13 @@ describe('cluster of three emulated nodes', () => {
     for (const i of [...workers(), INTRUDER]) await loggedIn(i);
     cluster.startNode(rootIndex);
     await loggedIn(rootIndex);
-    expect(await waitServing([0, 1, 2], 15 * 60_000)).toBe(rootIndex);
+    // A new card: a first boot again (new machine-id, secret taken off its boot partition), same board serial.
+    expect(await vm(rootIndex).check('cat /etc/machine-id')).not.toBe(machineIds[rootIndex]);
+    expect(await waitServing([0, 1, 2], 20 * 60_000)).toBe(rootIndex);
     expect((await status(rootIndex)).node).toBe(rootId);
+    expect(await vm(rootIndex).check('cat /etc/pi-image/cluster.secret')).toBe(SECRET);
+    for (const i of workers()) expect(await status(i)).toMatchObject({ role: 'worker', root: rootId });
+    expect((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
 
     const root = await status(rootIndex);
     expect(root.peers).toHaveLength(2);
@@ -385,56 +391,7 @@ describe('cluster of three emulated nodes', () => {
     const workerAddress = root.peers[0]?.addresses[0] as string;
     const probe = `timeout 10 bash -c 'exec 3<>/dev/tcp/${workerAddress}/50052' && echo open || echo closed`;
     expect(await vm(INTRUDER).check(probe, 60_000)).toBe('closed');
-  }, 40 * 60_000);
-
-  it("takes the root role back with a re-flashed card in the root's board, with no clean-up", async () => {
-    await vm(rootIndex).shutdown(3 * 60_000);
-    await cluster.reflashNode(rootIndex);
-    cluster.startNode(rootIndex);
-    await loggedIn(rootIndex);
-    // A new card: a first boot again (new machine-id, secret taken off its boot partition), same board serial.
-    expect(await vm(rootIndex).check('cat /etc/machine-id')).not.toBe(machineIds[rootIndex]);
-    expect(await waitServing([0, 1, 2], 20 * 60_000)).toBe(rootIndex);
-    expect((await status(rootIndex)).node).toBe(rootId);
-    expect(await vm(rootIndex).check('cat /etc/pi-image/cluster.secret')).toBe(SECRET);
-    for (const i of workers()) expect(await status(i)).toMatchObject({ role: 'worker', root: rootId });
-    expect((await chat(rootIndex, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
-  }, 35 * 60_000);
-
-  it('survives the loss of its root: a worker takes over after the grace period, the old root comes back as a worker', async () => {
-    // The image waits long for a missing root (the reboot and re-flash tests above need it); here the workers wait 60 s.
-    const grace = 60;
-    const oldBoots = ((await healthz(rootIndex))?.workers as { boot: string }[]).map((w) => w.boot);
-    for (const i of workers()) {
-      await vm(i).check(`node -e "const fs=require('fs'),f='/etc/pi-image/node.json',s=JSON.parse(fs.readFileSync(f));s.cluster.failoverGraceSeconds=${grace};fs.writeFileSync(f,JSON.stringify(s))" && systemctl restart pi-image-agent`);
-    }
-    // Serving again with the workers' new agents (new boot ids), not still with the old ones.
-    expect(await waitServing([rootIndex], 15 * 60_000, (ws) => ws.every((w) => !oldBoots.includes(w.boot)))).toBe(rootIndex);
-    const remaining = workers();
-    const ids = await Promise.all(remaining.map(async (i) => (await status(i)).node));
-    const expected = remaining[ids.indexOf([...ids].sort()[0] as string)] as number;
-
-    const cut = Date.now();
-    await vm(rootIndex).kill(); // the power cut: no goodbye, only the kernel's keepalive notices
-    const newRoot = await waitServing(remaining, 20 * 60_000, () => true, 1);
-    const took = (Date.now() - cut) / 1000;
-    figures.push(`root power cut to serving again on a new root: ${took.toFixed(0)} s (keepalive ~25 s + grace ${grace} s + engine restarts, emulated)`);
-    expect(newRoot).toBe(expected);
-    expect((await chat(newRoot, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
-    const newRootId = (await status(newRoot)).node;
-    expect(took).toBeGreaterThan(grace);
-
-    const oldRoot = rootIndex;
-    // A new VM (and console log) for the old root's board: its login is looked for from the start.
-    cluster.startNode(oldRoot);
-    await loggedIn(oldRoot);
-    expect(await waitServing([newRoot], 20 * 60_000, (ws) => ws.some((w) => w.node === rootId))).toBe(newRoot);
-    const all = await Promise.all([0, 1, 2].map(status));
-    expect(all.filter((s) => s.role === 'root').map((s) => s.node)).toEqual([newRootId]);
-    expect(all[oldRoot]).toMatchObject({ role: 'worker', root: newRootId });
-    rootIndex = newRoot;
-    rootId = newRootId;
-  }, 60 * 60_000);
+  }, 45 * 60_000);
 
   /** `pi-image ota …` against the root's OTA push port. */
   const ota = (args: string[]) => runCli(['ota', ...args, '--cluster', `127.0.0.1:${cluster.otaPorts[rootIndex]}`, '--key', join(work, 'ota.key')], { env: { PI_IMAGE_CACHE: TEST_CACHE } });
@@ -463,28 +420,77 @@ describe('cluster of three emulated nodes', () => {
     return [s.model.current, ...s.nodes.map((n) => n.model.current)];
   };
 
+  it('survives the loss of its root: a worker takes over after the grace period; a model update while the old root is away; it comes back as a worker and is brought onto that model before it serves', async () => {
+    // The image waits long for a missing root (the reboot and re-flash tests above need it); here the workers wait 30 s.
+    const grace = 30;
+    const oldBoots = ((await healthz(rootIndex))?.workers as { boot: string }[]).map((w) => w.boot);
+    for (const i of workers()) {
+      await vm(i).check(`node -e "const fs=require('fs'),f='/etc/pi-image/node.json',s=JSON.parse(fs.readFileSync(f));s.cluster.failoverGraceSeconds=${grace};fs.writeFileSync(f,JSON.stringify(s))" && systemctl restart pi-image-agent`);
+    }
+    // Serving again with the workers' new agents (new boot ids), not still with the old ones.
+    expect(await waitServing([rootIndex], 15 * 60_000, (ws) => ws.every((w) => !oldBoots.includes(w.boot)))).toBe(rootIndex);
+    const remaining = workers();
+    const ids = await Promise.all(remaining.map(async (i) => (await status(i)).node));
+    const expected = remaining[ids.indexOf([...ids].sort()[0] as string)] as number;
+
+    const cut = Date.now();
+    await vm(rootIndex).kill(); // the power cut: no goodbye, only the kernel's keepalive notices
+    const newRoot = await waitServing(remaining, 20 * 60_000, () => true, 1);
+    const took = (Date.now() - cut) / 1000;
+    figures.push(`root power cut to serving again on a new root: ${took.toFixed(0)} s (keepalive ~25 s + grace ${grace} s + engine restarts, emulated)`);
+    expect(newRoot).toBe(expected);
+    expect((await chat(newRoot, { messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 })).status).toBe(200);
+    const newRootId = (await status(newRoot)).node;
+    expect(took).toBeGreaterThan(grace);
+
+    const oldRoot = rootIndex;
+    rootIndex = newRoot;
+    // An update while a node is away: the two serving nodes take it (an update needs every node that serves).
+    expect(await models()).toEqual(['tiny', 'tiny']);
+    const AWAY = 'Updated while one node was away.';
+    const pushed = await ota(['push', await modelBundle('demo-2', AWAY, AWAY), '--json']);
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+    expect(pushed.events.find((e) => e.type === 'result')?.data).toMatchObject({ phase: 'committed', version: 'demo-2' });
+    expect(await models()).toEqual(['demo-2', 'demo-2']);
+
+    // A new VM (and console log) for the old root's board: its login is looked for from the start.
+    const back = Date.now();
+    cluster.startNode(oldRoot);
+    await loggedIn(oldRoot);
+    expect(await waitServing([newRoot], 20 * 60_000, (ws) => ws.some((w) => w.node === rootId))).toBe(newRoot);
+    const all = await Promise.all([0, 1, 2].map(status));
+    expect(all.filter((s) => s.role === 'root').map((s) => s.node)).toEqual([newRootId]);
+    expect(all[oldRoot]).toMatchObject({ role: 'worker', root: newRootId });
+    // It had only the model it was built with: staged from the bundle the root keeps, switched, before the engine took it in.
+    expect(await vm(newRoot).check(`journalctl -u pi-image-agent -o cat | grep -c "${rootId} ran model tiny; brought onto demo-2"`)).toBe('1');
+    expect(await models()).toEqual(['demo-2', 'demo-2', 'demo-2']);
+    expect(await answer()).toBe(AWAY);
+    figures.push(`a node away during a model update: its VM start to serving on the new model ${Math.round((Date.now() - back) / 1000)} s`);
+    rootId = newRootId;
+  }, 60 * 60_000);
+
   it('replaces the model on all three nodes over the network, proven by its answer; a model that fails its health check is rolled back everywhere', async () => {
-    expect(await models()).toEqual(['tiny', 'tiny', 'tiny']);
+    expect(await models()).toEqual(['demo-2', 'demo-2', 'demo-2']);
     const NEW = 'Fresh weights reached every node.';
-    const good = await modelBundle('demo-2', NEW, NEW);
+    const good = await modelBundle('demo-3', NEW, NEW);
     const t0 = Date.now();
     const push = await ota(['push', good, '--json']);
     expect(push.exitCode, push.stderr).toBe(0);
     const done = push.events.find((e) => e.type === 'result')?.data as OtaRecord;
-    expect(done).toMatchObject({ phase: 'committed', version: 'demo-2' });
+    expect(done).toMatchObject({ phase: 'committed', version: 'demo-3' });
     figures.push(`OTA model bundle (${statSync(good).size} bytes) to 3 nodes: ${Math.round((Date.now() - t0) / 1000)} s, phases ${JSON.stringify(done.timings)}, bytes fetched per worker ${JSON.stringify(done.nodes)}`);
     expect(Object.values(done.nodes).map((n) => n.fetched).sort()).toEqual([0, statSync(good).size, statSync(good).size]);
-    expect(await models()).toEqual(['demo-2', 'demo-2', 'demo-2']);
+    expect(await models()).toEqual(['demo-3', 'demo-3', 'demo-3']);
     expect(await answer()).toBe(NEW);
 
-    const bad = await modelBundle('demo-3', 'Nobody expects this answer.', NEW);
+    const bad = await modelBundle('demo-4', 'Nobody expects this answer.', NEW);
     const t1 = Date.now();
     const rolled = await ota(['push', bad]);
     expect(rolled.exitCode).toBe(1);
     expect(rolled.stderr).toMatch(/rolled-back: health check: the output of "hello pi cluster" hashes to/);
-    expect(rolled.stderr).toMatch(/every node is back on demo-2/);
+    expect(rolled.stderr).toMatch(/every node is back on demo-3/);
     figures.push(`OTA model rollback (health check failed) on 3 nodes: ${Math.round((Date.now() - t1) / 1000)} s`);
-    expect(await models()).toEqual(['demo-2', 'demo-2', 'demo-2']);
+    expect(await models()).toEqual(['demo-3', 'demo-3', 'demo-3']);
     expect(await answer()).toBe(NEW);
   }, 30 * 60_000);
 

@@ -325,18 +325,24 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
   const cutAt = (phase: string, cut: string) =>
     `setsid -f sh -c 'i=0; until grep -qs "\\"phase\\": \\"${phase}\\"" /var/lib/pi-image/ota/update.json; do i=$((i+1)); [ $i -gt 6000 ] && exit 0; sleep 0.1; done; ${cut}' >/dev/null 2>&1`;
   let modelAnswer = '';
-
-  it('the root agent SIGKILLed as the switch begins: on restart it rolls every node back, and the cluster serves', async () => {
-    modelAnswer = (await answer()) ?? '';
-    const bundle = await pack('0.16.3', modelAnswer);
+  /** A good 0.16.3 bundle for the model served now, pushed with a cut armed on the root for `phase`: rolled back; seconds it took. */
+  let goodBundle = '';
+  async function pushCutAt(phase: string, cut: string): Promise<number> {
     const root = cluster.vms[rootIndex] as (typeof cluster.vms)[number];
-    await root.check(cutAt('switching', 'systemctl kill -s KILL pi-image-agent'));
+    await root.check(cutAt(phase, cut));
     const started = Date.now();
-    const push = await ota(['push', bundle, '--allow-downgrade']);
+    const push = await ota(['push', goodBundle, '--allow-downgrade']);
     expect(push.exitCode).toBe(1);
     expect(push.stderr).toMatch(/rolled-back: the root restarted before the new version was proven on every node/);
     expect(push.stderr).toMatch(/every node is back on 0\.16\.4/);
-    figures.push(`root agent killed while switching → rolled back and serving: ${Math.round((Date.now() - started) / 1000)} s`);
+    return Math.round((Date.now() - started) / 1000);
+  }
+
+  it('the root agent SIGKILLed as the switch begins: on restart it rolls every node back, and the cluster serves', async () => {
+    modelAnswer = (await answer()) ?? '';
+    goodBundle = await pack('0.16.3', modelAnswer);
+    const took = await pushCutAt('switching', 'systemctl kill -s KILL pi-image-agent');
+    figures.push(`root agent killed while switching → rolled back and serving: ${took} s`);
     await waitServing(cluster, 10 * 60_000);
     const status = await otaStatus();
     expect([status.runtime.current, ...status.nodes.map((n) => n.runtime.current)]).toEqual(['0.16.4', '0.16.4']);
@@ -344,18 +350,12 @@ describe('the same cluster with dllama v0.16.3 (its dllama-api has no --host)', 
   }, 20 * 60_000);
 
   it('the root VM hard-reset while the new version is checked: after its reboot every node is back on the previous version, serving', async () => {
-    const bundle = await pack('0.16.3', modelAnswer);
     const root = cluster.vms[rootIndex] as (typeof cluster.vms)[number];
     const bootBefore = await root.check('cat /proc/sys/kernel/random/boot_id');
     const mark = root.consoleLog.length;
     // sysrq b: an immediate reset, no sync, no unmount — a power cut as the kernel sees it.
-    await root.check(cutAt('checking', 'echo b > /proc/sysrq-trigger'));
-    const started = Date.now();
-    const push = await ota(['push', bundle, '--allow-downgrade']);
-    expect(push.exitCode).toBe(1);
-    expect(push.stderr).toMatch(/rolled-back: the root restarted before the new version was proven on every node/);
-    expect(push.stderr).toMatch(/every node is back on 0\.16\.4/);
-    figures.push(`root VM hard-reset while checking → rolled back and serving: ${Math.round((Date.now() - started) / 1000)} s`);
+    const took = await pushCutAt('checking', 'echo b > /proc/sysrq-trigger');
+    figures.push(`root VM hard-reset while checking → rolled back and serving: ${took} s`);
     // The console shell of the new boot (autologin), where the test's commands run again.
     const relogin = await root.waitFor(/login: root \(automatic login\)/, 5 * 60_000, mark);
     await root.waitFor(/root@[\w-]+:~# /, 5 * 60_000, mark + (relogin.index ?? 0));

@@ -1,7 +1,7 @@
 import { access, constants, readFile, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { ENGINES } from '../../shared/engines/index.js';
-import type { EngineAdapter, EngineName } from '../../shared/engines/adapter.js';
+import type { EngineName } from '../../shared/engines/adapter.js';
 import { parsePublicKeyFile } from '../../shared/ssh-key.js';
 import { isCidr } from '../../shared/card-identity.js';
 import { isIPv4 } from '../../shared/ipv4.js';

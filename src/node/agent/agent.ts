@@ -15,28 +15,21 @@ import type { Member } from '../ota/coordinator.js';
 import { engineThreads } from '../../shared/tuning/engine-threads.js';
 import { createApiFront } from '../api/api-front.js';
 import { Discovery } from '../cluster/discovery.js';
+import { workerSetKey } from '../cluster/membership.js';
 import { httpOk, isListening } from '../engine-control.js';
 import { lanAddresses, nodeId, sameSubnet } from '../identity.js';
 import { loadTuningState } from '../settings.js';
 import { readText } from '../sys.js';
-import { secretProblem, usableSecret } from '../../shared/secrets.js';
 import { ClusterName } from './cluster-name.js';
-import { applyEvent, initialState, ownAnnouncement, reconcile, shouldAnswer, type Action, type AgentEvent, type AgentState } from './controller.js';
+import { applyEvent, engineServes, initialState, ownAnnouncement, reconcile, shouldAnswer, type Action, type AgentEvent, type AgentState } from './controller.js';
 import { EngineRunner, parseEngineExit } from './engine-runner.js';
 import { FirewallSet } from './firewall-set.js';
 import { RootLink } from './root-link.js';
 import { readPersistedRole, writePersistedRole } from './persisted-role.js';
 import { NodeOta } from './node-ota.js';
+import { readNodeSecret } from '../secret-file.js';
 import { agentStatus, serveStatus } from './status.js';
 
-/** A secret from /etc/pi-image; undefined when there is none, an error when it is not usable (a bad API token must not serve without one). */
-async function readSecret(name: string): Promise<Buffer | undefined> {
-  const data = await readFile(join(SECRETS_DIR, name)).catch(() => undefined);
-  if (!data) return undefined;
-  const problem = secretProblem(data);
-  if (problem) throw new Error(`${join(SECRETS_DIR, name)} ${problem}: put a usable ${name} on the boot partition as pi-image/${name} and reboot`);
-  return usableSecret(data);
-}
 
 /**
  * The long-running node agent: feeds every event (a datagram, an engine that became ready) to
@@ -75,7 +68,7 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    const secret = await readSecret(CLUSTER_SECRET);
+    const secret = await readNodeSecret(CLUSTER_SECRET);
     if (!secret) throw new Error(`no cluster secret in ${join(SECRETS_DIR, CLUSTER_SECRET)}: put one on the boot partition as pi-image/${CLUSTER_SECRET} (same for every node) and reboot`);
     await mkdir(RUN_DIR, { recursive: true, mode: 0o755 });
     await mkdir(STATE_DIR, { recursive: true });
@@ -151,7 +144,7 @@ export class Agent {
   /** The cluster as it serves now, the root first: every node an update must reach; undefined unless this root serves with all of them. */
   private servingMembers(): Member[] | undefined {
     const s = this.state;
-    if (s.role !== 'root' || s.engine.state !== 'ready') return undefined;
+    if (!engineServes(s)) return undefined;
     return [{ node: s.node, address: s.addresses[0] ?? '127.0.0.1' }, ...s.workers.map((w) => ({ node: w.node, address: w.addresses[0] as string }))];
   }
 
@@ -165,7 +158,7 @@ export class Agent {
     const want = members.filter((m) => m.node !== this.state.node).map((m) => m.node).sort().join(',');
     // Only while an update checks its switch: nothing polls while the cluster serves.
     while (Date.now() < deadline) {
-      if (this.state.engine.state === 'ready' && this.state.workers.map((w) => w.node).sort().join(',') === want && (await this.engineAnswers())) return true;
+      if (engineServes(this.state) && this.state.workers.map((w) => w.node).sort().join(',') === want && (await this.engineAnswers())) return true;
       await new Promise((r) => setTimeout(r, 1000));
     }
     return false;
@@ -281,7 +274,7 @@ export class Agent {
           for (const problem of problems) this.log(`update: cannot check or align ${problem}`);
           if (changed.length) throw new Error(`brought ${changed.join(', ')} onto this root's runtime and model first; the engine starts once they are ready again`);
         }
-        return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000, action.adopt);
+        return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000, action.adopt, workerSetKey(action.workers));
       }
       case 'serve-api':
         return this.serveApi();
@@ -304,7 +297,7 @@ export class Agent {
   }
 
   private async serveApi(): Promise<void> {
-    const token = await readSecret(API_TOKEN);
+    const token = await readNodeSecret(API_TOKEN);
     this.api = createApiFront({
       engineUrl: `http://127.0.0.1:${ENGINE_PRIVATE_PORT}`,
       modelName: this.settings.model?.name ?? 'none',
@@ -320,7 +313,7 @@ export class Agent {
         cluster: this.settings.cluster.name,
         role: this.state.role,
         engine: this.state.engine.state,
-        ready: this.state.engine.state === 'ready' && (await this.engineAnswers()),
+        ready: engineServes(this.state) && (await this.engineAnswers()),
         workers: this.state.workers.map((w) => ({ node: w.node, hostname: w.hostname, address: w.addresses[0], boot: w.boot })),
         nodes: 1 + Object.keys(this.state.peers).length,
         size: this.settings.cluster.size,

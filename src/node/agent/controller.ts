@@ -44,6 +44,8 @@ export interface AgentState {
     /** Counts starts and stops, so the readiness of a superseded start is ignored. */
     generation: number;
     detail?: string;
+    /** Which run of the engine unit is ready (announced: see Announcement.engineRun). */
+    run?: string;
   };
   /** The runtime and model versions the `current` links name (the agent's key; '' without them): a change restarts the engine. */
   runtime: string;
@@ -89,7 +91,7 @@ export type AgentEvent =
   /** The link to a node dropped (its board died, or its agent stopped). */
   | { on: 'lost'; node: string }
   | { on: 'grace-over'; root: string }
-  | { on: 'engine'; generation: number; state: 'ready' | 'failed'; detail?: string }
+  | { on: 'engine'; generation: number; state: 'ready' | 'failed'; detail?: string; run?: string }
   /** The running engine exited on its own (a crash, or an exit nobody asked for): it is started again. */
   | { on: 'engine-crashed'; generation: number; what: string; at: string }
   | { on: 'addresses'; addresses: string[] }
@@ -148,7 +150,7 @@ export function applyEvent(state: AgentState, event: AgentEvent): AgentState {
       return { ...state, term: state.term + 1, root: undefined, grace: undefined };
     case 'engine':
       if (event.generation !== state.engine.generation) return state;
-      return { ...state, engine: { ...state.engine, state: event.state, detail: event.detail } };
+      return { ...state, engine: { ...state.engine, state: event.state, detail: event.detail, ...(event.state === 'ready' && event.run ? { run: event.run } : {}) } };
     case 'engine-crashed': {
       if (event.generation !== state.engine.generation || (state.engine.state !== 'ready' && state.engine.state !== 'starting')) return state;
       const last = `${event.what} at ${event.at}`;
@@ -177,6 +179,7 @@ export function ownAnnouncement(state: AgentState): OwnState {
     ...(state.term ? { term: state.term } : {}),
     canHoldModel: state.canHoldModel,
     engine: state.engine.state,
+    ...(state.engine.state === 'ready' && state.engine.run ? { engineRun: state.engine.run } : {}),
     ...(state.role === 'root' ? { serving: state.workers.map(nodeBoot) } : {}),
   };
 }
@@ -187,6 +190,19 @@ function view(state: AgentState): ClusterView {
     peers: Object.values(state.peers),
     size: state.size,
   };
+}
+
+/**
+ * Whether this root's engine serves now: it is ready, and every worker it runs with is heard
+ * ready with the very engine run it started with (a worker's engine server that stopped or
+ * restarted dropped this engine's connection; the root restarts its engine before it serves again).
+ */
+export function engineServes(state: AgentState): boolean {
+  if (state.role !== 'root' || state.engine.state !== 'ready') return false;
+  return state.workers.every((w) => {
+    const heard = state.peers[w.node];
+    return heard?.engine === 'ready' && workerSetKey([heard]) === workerSetKey([w]);
+  });
 }
 
 /**

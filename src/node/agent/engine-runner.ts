@@ -1,7 +1,8 @@
 import type { LaunchLine } from '../../shared/engines/adapter.js';
 import { engineInvocation, startEngineUnit, stopEngineUnit, waitEngineReady } from '../engine-control.js';
 
-export type EngineOutcome = { generation: number; state: 'ready' | 'failed'; detail?: string };
+/** `run`: which run of the engine unit became ready (its invocation id, shortened). */
+export type EngineOutcome = { generation: number; state: 'ready' | 'failed'; detail?: string; run?: string };
 
 /** How one run of the engine unit ended, as its ExecStopPost wrote it (ENGINE_EXIT_PATH). */
 export interface EngineExit {
@@ -34,19 +35,21 @@ export class EngineRunner {
     private readonly log: (line: string) => void,
   ) {}
 
-  async start(generation: number, line: LaunchLine, what: string, ready: () => Promise<boolean>, timeoutMs: number, adopt: boolean): Promise<void> {
+  /** `peers`: what the engine runs with (a root's workers' runs): part of what an adopted engine must match. */
+  async start(generation: number, line: LaunchLine, what: string, ready: () => Promise<boolean>, timeoutMs: number, adopt: boolean, peers?: string): Promise<void> {
     this.current = generation;
     // The run being replaced reports its exit while the unit restarts: not a crash.
     this.invocation = undefined;
     // A unit that cannot be started throws: the caller marks this start failed without a new pass.
-    const { command, kept } = await startEngineUnit(line, this.binDirs, adopt);
+    const { command, kept } = await startEngineUnit(line, this.binDirs, adopt, peers);
     this.command = command;
     this.invocation = await engineInvocation();
     this.log(`engine ${kept ? 'already running' : 'starting'} as ${what}: ${command}`);
     void waitEngineReady(ready, { timeoutMs, cancelled: () => generation !== this.current }).then((outcome) => {
       if (outcome === 'cancelled') return;
       this.log(`engine ${outcome} (${what})`);
-      this.report({ generation, state: outcome, ...(outcome === 'failed' ? { detail: 'the engine did not become ready: journalctl -u pi-image-engine' } : {}) });
+      const run = this.invocation?.slice(0, 12);
+      this.report({ generation, state: outcome, ...(outcome === 'failed' ? { detail: 'the engine did not become ready: journalctl -u pi-image-engine' } : run ? { run } : {}) });
     });
   }
 

@@ -1,11 +1,10 @@
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { readFile } from 'node:fs/promises';
-import { API_TOKEN, MODEL_DIR, OTA_DIR, OTA_TRUSTED_KEYS_DIR, RUNTIME_DIR, SECRETS_DIR } from '../../shared/node-paths.js';
+import { API_TOKEN, MODEL_DIR, OTA_DIR, OTA_TRUSTED_KEYS_DIR, RUNTIME_DIR } from '../../shared/node-paths.js';
 import type { NodeSettings } from '../../shared/node-settings.js';
 import type { BundleManifest } from '../../shared/ota/manifest.js';
 import { ENGINE_PRIVATE_PORT, OTA_PORT, OTA_PUSH_PORT } from '../../shared/ports.js';
-import { usableSecret } from '../../shared/secrets.js';
+import { readNodeSecret } from '../secret-file.js';
 import { UpdateCoordinator, healthHash, type Member } from '../ota/coordinator.js';
 import { NodeUpdater, type EngineHold, type UpdateKind } from '../ota/node-updater.js';
 import { memberServer, ownerServer, sendCommand } from '../ota/ota-server.js';
@@ -89,7 +88,7 @@ export class NodeOta {
 
   /** A completion through the API front at temperature 0; with the bundle's expectation, its output's hash too. */
   private async checkHealth(health: BundleManifest['health']): Promise<string | undefined> {
-    const token = await readFile(join(SECRETS_DIR, API_TOKEN)).then(usableSecret, () => undefined);
+    const token = await readNodeSecret(API_TOKEN).catch(() => undefined);
     const prompt = health?.prompt ?? 'Hello';
     const res = await fetch(`http://127.0.0.1:${this.settings.cluster.apiPort}/v1/chat/completions`, {
       method: 'POST',

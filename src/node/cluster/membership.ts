@@ -22,7 +22,8 @@ export const nodeBoot = (n: { node: string; boot: string }) => `${n.node}@${n.bo
 
 /**
  * Identifies what a root's engine runs with: it restarts its engine when this changes (a worker
- * rebooted, an address changed), not when a worker's agent merely restarted (its engine server
- * kept running, and reloading the model over the network would take minutes).
+ * rebooted, an address changed, its engine server restarted), not when a worker's agent merely
+ * restarted (its engine server kept running, and reloading the model over the network would
+ * take minutes).
  */
-export const workerSetKey = (workers: Announcement[]) => workers.map((w) => `${w.node}@${w.machineBoot ?? w.boot}/${w.addresses[0]}`).join(',');
+export const workerSetKey = (workers: Announcement[]) => workers.map((w) => `${w.node}@${w.machineBoot ?? w.boot}/${w.addresses[0]}/${w.engineRun ?? ''}`).join(',');

@@ -180,13 +180,14 @@ export class UpdateCoordinator {
 
   private async run(record: UpdateRecord, manifest: BundleManifest, chunks: string[]): Promise<void> {
     this.deps.onPhase?.('staging');
+    const files = manifest.files.map(({ path, size, sha256 }) => ({ path, size, sha256 }));
     const staged = await this.onEveryNode(record, async (m) => {
       if (m.node === this.deps.self) {
-        await this.deps.local[record.kind].stageFile(record.version, this.bundlePath(record.bundle.sha256));
+        await this.deps.local[record.kind].stageFile(record.version, this.bundlePath(record.bundle.sha256), files);
         return { fetched: 0 };
       }
       const source: BundleSource = { url: this.deps.bundleUrl(m, record.bundle.sha256), sha256: record.bundle.sha256, size: record.bundle.size, chunks };
-      return this.deps.command(m, { op: 'stage', kind: record.kind, update: record.id, version: record.version, source });
+      return this.deps.command(m, { op: 'stage', kind: record.kind, update: record.id, version: record.version, source, files });
     });
     for (const [node, r] of Object.entries(staged.results)) record.nodes[node] = { staged: true, fetched: Number(r.fetched ?? 0) };
     if (!staged.ok) return this.enter(record, 'refused', staged.reason);

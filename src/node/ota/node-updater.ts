@@ -3,7 +3,7 @@ import { mkdir, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { MODEL_INFO, RUNTIME_INFO } from '../../shared/node-paths.js';
-import type { BundleManifest } from '../../shared/ota/manifest.js';
+import type { BundleFile, BundleManifest } from '../../shared/ota/manifest.js';
 import { modelInfoOf, type RuntimeInfo } from '../../shared/ota/version-info.js';
 import { fetchBundle, type BundleSource } from './fetch-bundle.js';
 import { VersionStore } from './version-store.js';
@@ -13,11 +13,15 @@ export type UpdateKind = BundleManifest['kind'];
 
 /** What the root asks of a node during an update (over OTA_PORT, or directly for itself). */
 export type OtaCommand =
-  | { op: 'stage'; kind: UpdateKind; update: string; version: string; source: BundleSource }
+  /** `files`: the bundle's, so a node that has a folder of that version checks it holds these very files. */
+  | { op: 'stage'; kind: UpdateKind; update: string; version: string; source: BundleSource; files?: ContentList }
   | { op: 'switch'; kind: UpdateKind; update: string; version: string }
   | { op: 'release'; update: string }
   | { op: 'commit'; kind: UpdateKind; update: string; keep: number }
   | { op: 'state'; kind: UpdateKind };
+
+/** What a version's folder must hold, as a bundle's manifest lists it. */
+export type ContentList = Pick<BundleFile, 'path' | 'size' | 'sha256'>[];
 
 export interface NodeVersionState {
   current?: string;
@@ -63,7 +67,7 @@ export class NodeUpdater {
       case 'state':
         return { ...(await this.state()) };
       case 'stage':
-        return this.stageRemote(command.version, command.source);
+        return this.stageRemote(command.version, command.source, command.files);
       case 'switch':
         await this.switchTo(command.version, `update ${command.update} switching the ${this.kind} to ${command.version}`);
         return { current: command.version };
@@ -80,11 +84,23 @@ export class NodeUpdater {
     return { ...(current ? { current } : {}), ...(previous ? { previous } : {}), installed };
   }
 
+  /**
+   * Whether `version` is staged already: with `files`, only when its folder holds exactly them
+   * (a build rolled back and pushed again under the same version with other files is staged anew).
+   */
+  private async hasStaged(version: string, files?: ContentList): Promise<boolean> {
+    if (!(await this.store.path(version))) return false;
+    if (!files || (await this.store.holds(version, files))) return true;
+    this.opts.log(`update: the ${this.kind} ${version} on this node holds other files than the bundle's: staged again`);
+    return false;
+  }
+
   /** Stages a bundle file already on this node (the root's copy). */
-  async stageFile(version: string, file: string): Promise<BundleManifest | undefined> {
-    if (await this.store.path(version)) return undefined;
+  async stageFile(version: string, file: string, files?: ContentList): Promise<BundleManifest | undefined> {
+    if (await this.hasStaged(version, files)) return undefined;
     await this.store.recover();
     return this.store.stage(createReadStream(file), {
+      replace: files !== undefined,
       trusted: await this.opts.trusted(),
       expect: { kind: this.kind, ...this.opts.expect },
       accept: async (m) => {
@@ -98,15 +114,15 @@ export class NodeUpdater {
     });
   }
 
-  private async stageRemote(version: string, source: BundleSource): Promise<Record<string, unknown>> {
-    if (await this.store.path(version)) return { staged: version, fetched: 0 };
+  private async stageRemote(version: string, source: BundleSource, files?: ContentList): Promise<Record<string, unknown>> {
+    if (await this.hasStaged(version, files)) return { staged: version, fetched: 0 };
     await mkdir(this.opts.downloadDir, { recursive: true, mode: 0o700 });
     await needSpace(this.opts.downloadDir, source.size);
     const file = join(this.opts.downloadDir, `${source.sha256}.bundle`);
     const { fetched, resumedAt } = await fetchBundle(source, file);
     if (resumedAt) this.opts.log(`update: resumed the download of ${version} at byte ${resumedAt}`);
     try {
-      await this.stageFile(version, file);
+      await this.stageFile(version, file, files);
     } finally {
       await rm(file, { force: true });
     }

@@ -42,7 +42,7 @@ export function memberServer(opts: { secret: Buffer; updaters: Record<UpdateKind
       const bundle = /^\/ota\/bundle\/([0-9a-f]{64})$/.exec(path);
       if (bundle && req.method === 'GET') return serveBundle(req, res, opts.coordinator(), bundle[1] as string);
       if (path === '/ota/command' && req.method === 'POST') {
-        const body = await readBody(req, 64 << 10);
+        const body = await readBody(req, 2 << 20);
         const given = Buffer.from(String(req.headers[MAC_HEADER] ?? ''), 'hex');
         const want = Buffer.from(mac(opts.secret, body), 'hex');
         if (given.length !== want.length || !timingSafeEqual(given, want)) return send(res, 401, { error: 'the command is not signed with this cluster secret' });

@@ -1,10 +1,12 @@
-import { createWriteStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { KeyObject } from 'node:crypto';
 import { readBundle } from '../../shared/ota/bundle-read.js';
-import { compareVersions, type BundleManifest } from '../../shared/ota/manifest.js';
+import { compareVersions, type BundleFile, type BundleManifest } from '../../shared/ota/manifest.js';
 
 /**
  * One kind of thing a node can update (the runtime, or the model), as versioned folders with
@@ -14,6 +16,8 @@ import { compareVersions, type BundleManifest } from '../../shared/ota/manifest.
  *   <root>/current  → versions/<v>   what the engine runs; switched by renaming a new link over it
  *   <root>/previous → versions/<w>   what a rollback goes back to
  *   <root>/staging/<version>         a bundle being unpacked (removed by recover())
+ *   <root>/replaced/<version>        an installed version whose files a new bundle of the same
+ *                                    version replaces (put back or removed by recover())
  *
  * Every step leaves the store in a state recover() turns into a consistent one: `current`
  * always names a complete version once one was installed.
@@ -47,10 +51,25 @@ export class VersionStore {
     return (await stat(dir).then((s) => s.isDirectory(), () => false)) ? dir : undefined;
   }
 
+  /** Whether an installed version holds exactly these files (each one's size and SHA-256, read back). */
+  async holds(version: string, files: Pick<BundleFile, 'path' | 'size' | 'sha256'>[]): Promise<boolean> {
+    const dir = await this.path(version);
+    if (!dir) return false;
+    for (const f of files) {
+      const size = await stat(join(dir, f.path)).then((s) => s.size, () => -1);
+      if (size !== f.size) return false;
+      const hash = createHash('sha256');
+      await pipeline(createReadStream(join(dir, f.path)), hash);
+      if (hash.digest('hex') !== f.sha256) return false;
+    }
+    return true;
+  }
+
   /**
    * Verifies a bundle as it streams and unpacks it into staging; only a complete, verified and
    * synced copy is renamed into versions/. A failure leaves nothing behind but staging, which
-   * recover() removes.
+   * recover() removes. `replace`: a version of that name that is installed but not current (a
+   * rolled-back build re-pushed with other files) is swapped for the new files.
    */
   async stage(
     bundle: Readable,
@@ -60,6 +79,7 @@ export class VersionStore {
       accept?: (m: BundleManifest) => void | Promise<void>;
       /** A file of our own written beside the bundle's (its names never start with a dot), e.g. the runtime's description. */
       describe?: (m: BundleManifest) => { name: string; content: string } | undefined;
+      replace?: boolean;
     },
   ): Promise<BundleManifest> {
     const staging = join(this.root, 'staging', `${process.pid}-${Date.now()}`);
@@ -70,7 +90,10 @@ export class VersionStore {
         trusted: opts.trusted,
         expect: opts.expect,
         accept: async (m) => {
-          if (await this.path(m.version)) throw new Error(`version ${m.version} is installed already`);
+          if (await this.path(m.version)) {
+            if (!opts.replace) throw new Error(`version ${m.version} is installed already`);
+            if ((await this.current()) === m.version) throw new Error(`version ${m.version} runs on this node with other files: pack the new build under another version`);
+          }
           await opts.accept?.(m);
         },
         sink: async (file) => {
@@ -90,9 +113,17 @@ export class VersionStore {
       for (const dir of new Set(written.map(dirname))) await fsyncPath(dir);
       await mkdir(this.versions, { recursive: true, mode: 0o755 });
       this.step('synced');
+      const replaced = join(this.root, 'replaced', manifest.version);
+      if (await this.path(manifest.version)) {
+        await mkdir(dirname(replaced), { recursive: true, mode: 0o755 });
+        await rm(replaced, { recursive: true, force: true });
+        await rename(join(this.versions, manifest.version), replaced);
+        this.step('replaced-moved');
+      }
       await rename(staging, join(this.versions, manifest.version));
       await fsyncPath(this.versions);
       this.step('staged');
+      await rm(replaced, { recursive: true, force: true });
       return manifest;
     } catch (e) {
       await rm(staging, { recursive: true, force: true });
@@ -142,6 +173,12 @@ export class VersionStore {
     for (const name of await readdir(join(this.root, 'staging')).catch(() => [] as string[])) {
       await rm(join(this.root, 'staging', name), { recursive: true, force: true });
       removed.push(`staging/${name}`);
+    }
+    // A replacement cut short: the old files go back if the new ones never made it into place.
+    for (const name of await readdir(join(this.root, 'replaced')).catch(() => [] as string[])) {
+      if (!(await this.path(name))) await rename(join(this.root, 'replaced', name), join(this.versions, name));
+      else await rm(join(this.root, 'replaced', name), { recursive: true, force: true });
+      removed.push(`replaced/${name}`);
     }
     for (const name of await readdir(this.root).catch(() => [] as string[])) {
       if (/\.new-\d+$/.test(name)) {

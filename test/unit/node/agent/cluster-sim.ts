@@ -3,6 +3,7 @@ import { Discovery } from '../../../../src/node/cluster/discovery.js';
 import type { NodeSettings } from '../../../../src/shared/node-settings.js';
 import { applyEvent, initialState, ownAnnouncement, reconcile, shouldAnswer, type AgentEvent, type AgentState } from '../../../../src/node/agent/controller.js';
 import type { PersistedRole } from '../../../../src/node/agent/persisted-role.js';
+import { workerSetKey } from '../../../../src/node/cluster/membership.js';
 
 /**
  * Nodes running the real controller and the real discovery on a simulated LAN: announcements
@@ -36,6 +37,9 @@ export class SimNode {
   engineStarts = 0;
   /** Every engine start, and whether it could keep an engine already running. */
   starts: { as: 'worker' | 'root'; adopt: boolean }[] = [];
+  /** The engine process on the machine (it outlives an agent restart): its run, and what a root's runs with. */
+  engine?: { run: string; with: string };
+  runs = 0;
   discovery!: Discovery;
   /** Every datagram this node sent, for replaying them later. */
   sent: Buffer[] = [];
@@ -100,10 +104,12 @@ export class ClusterSim {
   }
 
   /** Only the agent restarts (the machine and its engine keep running): a new agent boot id, the same machine boot. */
-  restartAgent(id: string): void {
+  restartAgent(id: string, meanwhile?: () => void): void {
     const node = this.node(id);
     void node.discovery.leave();
     this.run();
+    node.on = false;
+    meanwhile?.();
     this.startAgent(node);
   }
 
@@ -146,6 +152,13 @@ export class ClusterSim {
 
   powerOff(id: string): void {
     this.node(id).on = false;
+    this.node(id).engine = undefined;
+  }
+
+  /** An event from the node's own effectors (an update's hold or release, a crash), and what it causes. */
+  tell(id: string, event: AgentEvent): void {
+    this.queue.push({ to: this.node(id), event });
+    this.run();
   }
 
   /** The kernel's keepalive probes go unanswered: links to nodes that are off drop. */
@@ -242,13 +255,20 @@ export class ClusterSim {
         case 'firewall':
           node.firewall = a.members;
           break;
+        case 'stop-engine':
+          node.engine = undefined;
+          break;
         case 'start-worker':
-        case 'start-root':
+        case 'start-root': {
           node.engineStarts++;
           node.starts.push({ as: a.do === 'start-root' ? 'root' : 'worker', adopt: a.adopt });
+          // As engine-control.ts: a running engine is kept only when allowed and it runs with the same workers' runs.
+          const runsWith = a.do === 'start-root' ? workerSetKey(a.workers) : '';
+          if (!(a.adopt && node.engine?.with === runsWith)) node.engine = { run: `${node.id}-run${++node.runs}`, with: runsWith };
           if (node.opts.engineFails) this.failing.push({ to: node, event: { on: 'engine', generation: a.generation, state: 'failed' } });
-          else this.queue.push({ to: node, event: { on: 'engine', generation: a.generation, state: 'ready' } });
+          else this.queue.push({ to: node, event: { on: 'engine', generation: a.generation, state: 'ready', run: node.engine.run } });
           break;
+        }
         case 'eager':
           node.eager = a.on;
           node.discovery.setEager(a.on);

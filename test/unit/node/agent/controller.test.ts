@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyEvent, initialState, reconcile, settled } from '../../../../src/node/agent/controller.js';
+import { applyEvent, engineServes, initialState, reconcile, settled } from '../../../../src/node/agent/controller.js';
 import { ClusterSim } from './cluster-sim.js';
 
 /** Every order of a list. */
@@ -95,6 +95,7 @@ describe('cluster assembly, driven through the controller', () => {
     sim.repeat(3);
     expect(sim.serving()).toEqual({ root: 'n1', workers: ['n2', 'n3'] });
     expect(sim.node('n1').engineStarts).toBe(rootStarts);
+    expect(engineServes(sim.node('n1').state)).toBe(true);
     expect(sim.node('n1').state.workers.find((w) => w.node === 'n3')?.boot).toBe('n3.1.2');
     // The new agent's first start keeps the engine server that still runs with the same launch line.
     expect(sim.node('n3').starts.at(-1)).toEqual({ as: 'worker', adopt: true });
@@ -111,6 +112,38 @@ describe('cluster assembly, driven through the controller', () => {
     expect(sim.serving()).toEqual({ root: 'n1', workers: ['n2', 'n3'] });
     expect(['n2', 'n3'].map((id) => sim.node(id).engineStarts)).toEqual(workerStarts);
     expect(sim.node('n1').starts.at(-1)).toEqual({ as: 'root', adopt: true });
+    expect(sim.node('n1').engine?.run).toBe('n1-run1');
+  });
+
+  it("a worker's engine server that restarts (an update held and released it) makes the root restart its engine, which lost that server's connection", () => {
+    const sim = threeNodes();
+    bootAll(sim, ['n1', 'n2', 'n3']);
+    expect(engineServes(sim.node('n1').state)).toBe(true);
+    sim.tell('n3', { on: 'runtime', version: '', held: 'update u1 switching the runtime' });
+    // Its engine still says ready, but one of the servers it runs with is gone: not serving (health, updates).
+    expect(sim.node('n1').state.engine.state).toBe('ready');
+    expect(engineServes(sim.node('n1').state)).toBe(false);
+    sim.tell('n3', { on: 'runtime', version: '' });
+    sim.repeat(3);
+    expect(engineServes(sim.node('n1').state)).toBe(true);
+    expect(sim.node('n3').engine?.run).toBe('n3-run2');
+    expect(sim.serving()).toEqual({ root: 'n1', workers: ['n2', 'n3'] });
+    expect(sim.node('n1').engine?.run).toBe('n1-run2');
+    expect(sim.node('n1').state.workers.find((w) => w.node === 'n3')?.engineRun).toBe('n3-run2');
+  });
+
+  it("a root's agent away while a worker's engine server restarts: the new agent does not keep the engine that talked to the old server", () => {
+    const sim = threeNodes();
+    bootAll(sim, ['n1', 'n2', 'n3']);
+    sim.restartAgent('n1', () => {
+      sim.tell('n3', { on: 'runtime', version: '', held: 'update u1 rolling back' });
+      sim.tell('n3', { on: 'runtime', version: '' });
+    });
+    sim.run();
+    sim.repeat(3);
+    expect(sim.serving()).toEqual({ root: 'n1', workers: ['n2', 'n3'] });
+    expect(sim.node('n1').starts.at(-1)).toEqual({ as: 'root', adopt: true });
+    expect(sim.node('n1').engine).toEqual({ run: 'n1-run2', with: expect.stringContaining('/n3-run2') });
   });
 
   it('a root reboot: it stays root (persisted), the workers wait for it instead of electing another', () => {

@@ -99,7 +99,7 @@ describe('discovery announcements', () => {
 
   it('finding 3: authentic payloads of the wrong shape are counted, never thrown', () => {
     const v = new AnnouncementVerifier(secret, 'pi', mine);
-    const shapes = ['null', '1', '"x"', '[]', '{}', JSON.stringify({ ...hello, v: 3, seq: 'x' }), JSON.stringify({ ...hello, v: 3, role: 'king' }), JSON.stringify({ ...hello, v: 3, seen: null }), JSON.stringify({ ...hello, v: 3, node: 'a b' }), JSON.stringify({ ...hello, v: 3, addresses: Array(9).fill('10.0.0.1') })];
+    const shapes = ['null', '1', '"x"', '[]', '{}', JSON.stringify({ ...hello, v: 3, seq: 'x' }), JSON.stringify({ ...hello, v: 3, role: 'king' }), JSON.stringify({ ...hello, v: 3, seen: null }), JSON.stringify({ ...hello, v: 3, node: 'a b' }), JSON.stringify({ ...hello, v: 3, engineRun: 'r; rm -rf /' }), JSON.stringify({ ...hello, v: 3, addresses: Array(9).fill('10.0.0.1') })];
     for (const payload of shapes) expect(() => v.verify(tagged(payload))).not.toThrow();
     expect(v.counters).toMatchObject({ accepted: 0, malformed: shapes.length });
   });

@@ -27,4 +27,10 @@ describe('engine workers', () => {
     const w = node('b', { role: 'worker', root: 'a', engine: 'ready' });
     expect(workerSetKey([w])).not.toBe(workerSetKey([{ ...w, boot: 'again' }]));
   });
+
+  it("changes its key when a worker's engine server restarted, not when only its agent did", () => {
+    const w = { ...node('b', { role: 'worker', root: 'a', engine: 'ready' }), machineBoot: 'm1', engineRun: 'r1' };
+    expect(workerSetKey([w])).not.toBe(workerSetKey([{ ...w, engineRun: 'r2' }]));
+    expect(workerSetKey([w])).toBe(workerSetKey([{ ...w, boot: 'agent-again' }]));
+  });
 });

@@ -24,10 +24,10 @@ const bundles: Record<string, string> = {};
 const SCRIPT = join(REPO, 'test/helpers/ota-cluster-process.mjs');
 const DIST = join(REPO, 'dist');
 
-async function makeBundle(name: string, version: string, opts: { arch?: string; signer?: typeof key } = {}): Promise<string> {
+async function makeBundle(name: string, version: string, opts: { arch?: string; signer?: typeof key; broken?: boolean } = {}): Promise<string> {
   const dir = join(work, `src-${name}`);
   mkdirSync(join(dir, 'bin'), { recursive: true });
-  writeFileSync(join(dir, 'bin/llama-server'), `server ${version} `.repeat(300_000));
+  writeFileSync(join(dir, 'bin/llama-server'), `${opts.broken ? 'broken' : 'server'} ${version} `.repeat(300_000));
   writeFileSync(join(dir, 'bin/ggml-rpc-server'), `rpc ${version}`);
   chmodSync(join(dir, 'bin/llama-server'), 0o755);
   chmodSync(join(dir, 'bin/ggml-rpc-server'), 0o755);
@@ -107,6 +107,8 @@ beforeAll(async () => {
   await makeBundle('amd64', '2.0', { arch: 'amd64' });
   await makeBundle('unknown-key', '2.0', { signer: other });
   await makeBundle('old', '0.9');
+  await makeBundle('b3-broken', '3.0', { broken: true });
+  await makeBundle('b3-fixed', '3.0');
   await makeModelBundle('m1', 'm1');
   await makeModelBundle('m2', 'm2');
   await makeModelBundle('m3-bad', 'm3-bad');
@@ -172,6 +174,26 @@ describe('a cluster update with real files and processes', () => {
     expect(r.last?.reason).toMatch(/health check: the output hashes to something else/);
     expect(r.current).toEqual({ n1: '1.0', n2: '1.0', n3: '1.0' });
     expect(r.engines).toEqual(['running 1.0', 'running 1.0', 'running 1.0']);
+  });
+
+  it('a build rolled back and pushed again under the same version with other files is staged anew on every node, not taken from the old folder', async () => {
+    const dir = await cluster('same-version');
+    const broken = run(dir, 'push', bundles['b3-broken']);
+    expect(broken.outcome).toBe('rolled-back');
+    expect(broken.engines).toEqual(['running 1.0', 'running 1.0', 'running 1.0']);
+    for (const n of ['n1', 'n2', 'n3']) expect(await new VersionStore(join(dir, n, 'runtime')).installed()).toEqual(['1.0', '3.0']);
+    const fixed = run(dir, 'push', bundles['b3-fixed']);
+    expect(fixed.outcome).toBe('committed');
+    expect(fixed.current).toEqual({ n1: '3.0', n2: '3.0', n3: '3.0' });
+    expect(fixed.engines).toEqual(['running 3.0', 'running 3.0', 'running 3.0']);
+    const size = readFileSync(bundles['b3-fixed'] as string).length;
+    expect([fixed.last?.nodes.n2?.fetched, fixed.last?.nodes.n3?.fetched]).toEqual([size, size]);
+    expect(fixed.stderr).toMatch(/holds other files than the bundle's: staged again/);
+    for (const n of ['n1', 'n2', 'n3']) expect(readdirSync(join(dir, n, 'runtime')).filter((name) => name === 'replaced' || name === 'staging').flatMap((d) => readdirSync(join(dir, n, 'runtime', d)))).toEqual([]);
+    // The same build pushed once more is not fetched again: its folder holds these very files.
+    const again = run(dir, 'push', bundles['b3-fixed'], '', true);
+    expect(again.outcome).toBe('committed');
+    expect([again.last?.nodes.n2?.fetched, again.last?.nodes.n3?.fetched]).toEqual([0, 0]);
   });
 
   it.each([
