@@ -271,7 +271,7 @@ export class Agent {
         if ((this.runtime || this.model) && action.workers.length) {
           // Every node on the root's runtime and model before the engine starts: never a mix of versions.
           const { changed, problems } = await this.ota.coordinator.align(action.workers.map((w) => ({ node: w.node, address: w.addresses[0] as string })));
-          for (const problem of problems) this.log(`update: cannot check or align ${problem}`);
+          if (problems.length) throw new Error(`cannot check or bring every worker onto this root's runtime and model (${problems.join('; ')}); the engine starts once it can`);
           if (changed.length) throw new Error(`brought ${changed.join(', ')} onto this root's runtime and model first; the engine starts once they are ready again`);
         }
         return this.engine.start(action.generation, line, `root with ${action.workers.length} worker(s)`, () => this.engineAnswers(), 30 * 60_000, action.adopt, workerSetKey(action.workers));

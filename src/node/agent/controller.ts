@@ -317,6 +317,12 @@ export function reconcile(state: AgentState): { state: AgentState; actions: Acti
     } else if (!next.held) {
       const key = `${workerSetKey(workers)}#${next.runtime}`;
       if (key !== next.engine.key || next.engine.state === 'failed') {
+        // Admitted before the start: a worker brought onto this root's versions first fetches the bundle from here.
+        const admitted = firewallMembers({ ...next, workers });
+        if (admitted.join(',') !== (next.firewall ?? []).join(',')) {
+          actions.push({ do: 'firewall', members: admitted });
+          next = { ...next, firewall: admitted };
+        }
         const generation = next.engine.generation + 1;
         actions.push({ do: 'start-root', generation, workers, adopt: next.engine.generation === 0 });
         next = { ...next, engine: { state: 'starting', key, generation }, workers };

@@ -260,6 +260,11 @@ export class ClusterSim {
           break;
         case 'start-worker':
         case 'start-root': {
+          // The root's firewall admits the workers before its engine starts with them (they may fetch an update's bundle from it first).
+          if (a.do === 'start-root') {
+            const shut = a.workers.flatMap((w) => w.addresses).filter((address) => !node.firewall?.includes(address));
+            if (shut.length) throw new Error(`${node.id} starts its engine with workers its firewall does not admit: ${shut.join(', ')}`);
+          }
           node.engineStarts++;
           node.starts.push({ as: a.do === 'start-root' ? 'root' : 'worker', adopt: a.adopt });
           // As engine-control.ts: a running engine is kept only when allowed and it runs with the same workers' runs.
