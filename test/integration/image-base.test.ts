@@ -10,7 +10,7 @@ import { bootImage } from '../helpers/boot.js';
 import { parseBootconf, parseSections, readEepromFile } from '../../src/host/firmware/eeprom.js';
 import { expectOk, QEMU_TEST_FLAGS, REPO, runCli, TEST_CACHE } from '../helpers/cli.js';
 import { synthesizeEeprom } from '../helpers/eeprom-image.js';
-import { sha256OfFile } from '../../src/host/tools/download.js';
+import { sha256OfFile } from '../../src/shared/file-hash.js';
 
 const work = mkdtempSync(join(tmpdir(), 'pi-image-base-'));
 const env = { PI_IMAGE_CACHE: TEST_CACHE };

@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/host/pipeline/stages/artifacts.js';
 import type { QemuVm } from '../../src/host/emulate/qemu-vm.js';
-import { sha256OfFile } from '../../src/host/tools/download.js';
+import { sha256OfFile } from '../../src/shared/file-hash.js';
 import { bootImage } from '../helpers/boot.js';
 import { expectOk, QEMU_TEST_FLAGS, REPO, runCli, stageCaching, TEST_CACHE, type CliRun } from '../helpers/cli.js';
 

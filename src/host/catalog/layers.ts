@@ -2,7 +2,7 @@ import { readdir, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ProfileError } from '../errors.js';
 import { LAYERS_DIR, PACKAGE_ROOT } from '../paths.js';
-import { sha256OfFile } from '../tools/download.js';
+import { sha256OfFile } from '../../shared/file-hash.js';
 import { readCatalogFile } from './catalog-file.js';
 import { didYouMean } from '../config/did-you-mean.js';
 

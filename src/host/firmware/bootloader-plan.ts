@@ -3,7 +3,7 @@ import type { Config } from '../config/config.js';
 import { ConfigError } from '../errors.js';
 import type { ResolvedLever } from '../../shared/tuning/levers.js';
 import { eepromSettings } from '../tuning/render.js';
-import { sha256OfFile } from '../tools/download.js';
+import { sha256OfFile } from '../../shared/file-hash.js';
 import { bootOrder, checkBootconf } from './eeprom.js';
 
 /** Boards whose bootloader EEPROM format pi-image knows (README.md, "Raspberry Pi 5"). */

@@ -5,7 +5,7 @@ import { join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { PiImageError } from '../errors.js';
-import { sha256OfFile } from '../tools/download.js';
+import { sha256OfFile } from '../../shared/file-hash.js';
 import { BUNDLE_FORMAT, isSafeBundlePath, keyId, parseManifest, signManifest, type BundleFile, type BundleManifest } from '../../shared/ota/manifest.js';
 import { MANIFEST_ENTRY, PAYLOAD_PREFIX, SIGNATURE_ENTRY } from '../../shared/ota/bundle-read.js';
 import { packEntry } from '../pipeline/rootfs-tar.js';

@@ -1,7 +1,7 @@
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../shared/atomic-write.js';
-import { sha256OfFile } from '../tools/download.js';
+import { sha256OfFile } from '../../shared/file-hash.js';
 
 /**
  * The record of a cache entry: every file's size and SHA-256, written last. A cache entry is

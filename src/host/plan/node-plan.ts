@@ -12,7 +12,7 @@ import { keyId, publicKeyFromPem } from '../../shared/ota/manifest.js';
 import { parsePublicKeyFile } from '../../shared/ssh-key.js';
 import { DISCOVERY_PORT } from '../../shared/ports.js';
 import { ENGINES } from '../../shared/engines/index.js';
-import { sha256OfFile } from '../tools/download.js';
+import { sha256OfFile } from '../../shared/file-hash.js';
 import type { BoardProfile } from '../catalog/boards.js';
 import { budgetProblem, memoryBudget, type MemoryBudget, type ModelShape } from './memory-budget.js';
 

@@ -6,7 +6,7 @@ import { loadBoard } from '../catalog/boards.js';
 import { loadBuiltInLayer, loadLayer, orderLayers, type Layer } from '../catalog/layers.js';
 import { loadTuningProfile, resolveLevers } from '../catalog/tuning-profiles.js';
 import { planBootloader } from '../firmware/bootloader-plan.js';
-import { sha256OfFile } from '../tools/download.js';
+import { sha256OfFile } from '../../shared/file-hash.js';
 import { planNode } from './node-plan.js';
 import { ENGINE_LAYERS, makePlan, type Plan, type PlanInputs } from './plan.js';
 

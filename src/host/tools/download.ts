@@ -1,23 +1,12 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { sha256OfFile } from '../../shared/file-hash.js';
 import { PiImageError } from '../errors.js';
 import type { Reporter } from '../progress.js';
-
-export async function sha256OfFile(path: string, onProgress?: (fraction: number) => void): Promise<string> {
-  const total = (await stat(path)).size || 1;
-  const hash = createHash('sha256');
-  let read = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    hash.update(chunk as Buffer);
-    read += (chunk as Buffer).length;
-    onProgress?.(read / total);
-  }
-  return hash.digest('hex');
-}
 
 /**
  * A pinned input file: a local path, or a URL downloaded once into the cache under its

@@ -98,9 +98,14 @@ export class NodeUpdater {
   /** Stages a bundle file already on this node (the root's copy). */
   async stageFile(version: string, file: string, files?: ContentList): Promise<BundleManifest | undefined> {
     if (await this.hasStaged(version, files)) return undefined;
+    return this.unpack(version, file, files !== undefined);
+  }
+
+  /** Unpacks a bundle file into the store; `replace`: over a folder of that version that holds other files. */
+  private async unpack(version: string, file: string, replace: boolean): Promise<BundleManifest> {
     await this.store.recover();
     return this.store.stage(createReadStream(file), {
-      replace: files !== undefined,
+      replace,
       trusted: await this.opts.trusted(),
       expect: { kind: this.kind, ...this.opts.expect },
       accept: async (m) => {
@@ -122,7 +127,8 @@ export class NodeUpdater {
     const { fetched, resumedAt } = await fetchBundle(source, file);
     if (resumedAt) this.opts.log(`update: resumed the download of ${version} at byte ${resumedAt}`);
     try {
-      await this.stageFile(version, file, files);
+      // Checked above already: unpacked without reading the old folder back again.
+      await this.unpack(version, file, files !== undefined);
     } finally {
       await rm(file, { force: true });
     }

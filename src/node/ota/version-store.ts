@@ -1,10 +1,9 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
+import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { KeyObject } from 'node:crypto';
+import { sha256OfFile } from '../../shared/file-hash.js';
 import { readBundle } from '../../shared/ota/bundle-read.js';
 import { compareVersions, type BundleFile, type BundleManifest } from '../../shared/ota/manifest.js';
 
@@ -57,10 +56,7 @@ export class VersionStore {
     if (!dir) return false;
     for (const f of files) {
       const size = await stat(join(dir, f.path)).then((s) => s.size, () => -1);
-      if (size !== f.size) return false;
-      const hash = createHash('sha256');
-      await pipeline(createReadStream(join(dir, f.path)), hash);
-      if (hash.digest('hex') !== f.sha256) return false;
+      if (size !== f.size || (await sha256OfFile(join(dir, f.path))) !== f.sha256) return false;
     }
     return true;
   }

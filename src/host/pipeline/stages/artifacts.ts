@@ -5,7 +5,7 @@ import { redactConfig } from '../../config/config.js';
 import { createBmap } from '../../disk/bmap.js';
 import type { Reporter } from '../../progress.js';
 import { compressZstd } from '../../tools/zstd.js';
-import { sha256OfFile } from '../../tools/download.js';
+import { sha256OfFile } from '../../../shared/file-hash.js';
 import type { Plan } from '../../plan/plan.js';
 import type { BaseMeta } from './base.js';
 import type { DiskResult } from './disk.js';

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { HostToolMissingError } from '../../errors.js';
 import type { EngineBuild } from '../../plan/node-plan.js';
 import type { Reporter } from '../../progress.js';
-import { pinnedFile, sha256OfFile } from '../../tools/download.js';
+import { pinnedFile } from '../../tools/download.js';
+import { sha256OfFile } from '../../../shared/file-hash.js';
 import { runTool } from '../../tools/run.js';
 
 const STAGE = 'engine';
