@@ -27,9 +27,21 @@ export async function resolveCommand(command: string, binDirs: string[], path = 
  */
 export async function engineArgv(line: LaunchLine, binDirs: string[]): Promise<string[]> {
   const argv = [await resolveCommand(line.command, binDirs), ...line.args];
-  const bad = argv.find((a) => !/^[\w@%+=:,./-]+$/.test(a));
+  const bad = argv.find((a) => !isPlainWord(a));
   if (bad !== undefined) throw new Error(`engine argument ${JSON.stringify(bad)} has characters a launch line may not carry`);
   return argv;
+}
+
+const isPlainWord = (a: string) => /^[\w@%+=:,./-]+$/.test(a);
+
+/** The launch line's library folder through links, as the command is: the version it names, not `current`. */
+async function libraryDirOf(line: LaunchLine): Promise<string | undefined> {
+  if (line.libraryDir === undefined) return undefined;
+  const dir = await realpath(line.libraryDir).catch(() => {
+    throw new Error(`the engine's library folder ${line.libraryDir} is missing on this node`);
+  });
+  if (!isPlainWord(dir)) throw new Error(`the engine's library folder ${JSON.stringify(dir)} has characters an environment file may not carry`);
+  return dir;
 }
 
 /**
@@ -43,7 +55,7 @@ export async function engineArgv(line: LaunchLine, binDirs: string[]): Promise<s
  */
 export async function startEngineUnit(line: LaunchLine, binDirs: string[], adopt: boolean, peers = ''): Promise<{ command: string; kept: boolean }> {
   const argv = await engineArgv(line, binDirs);
-  const env = engineEnvFile(argv, peers);
+  const env = engineEnvFile(argv, peers, await libraryDirOf(line));
   const command = argv.join(' ');
   const running = adopt && (await readFile(ENGINE_ENV_PATH, 'utf8').catch(() => undefined)) === env && (await run('systemctl', ['is-active', '--quiet', ENGINE_UNIT])).code === 0;
   if (running) return { command, kept: true };
@@ -53,8 +65,12 @@ export async function startEngineUnit(line: LaunchLine, binDirs: string[], adopt
   return { command, kept: false };
 }
 
-/** The unit's environment file: the launch line, and what the engine runs with (only compared). */
-export const engineEnvFile = (argv: string[], peers: string) => `# Written by pi-node agent: the engine's launch line.\n${peers ? `# With: ${peers}\n` : ''}PI_IMAGE_ENGINE_ARGV="${argv.join(' ')}"\n`;
+/**
+ * The unit's environment file: the launch line, where its libraries are (a runtime that
+ * carries its own: they come before the system's), and what the engine runs with (only compared).
+ */
+export const engineEnvFile = (argv: string[], peers: string, libraryDir?: string) =>
+  `# Written by pi-node agent: the engine's launch line.\n${peers ? `# With: ${peers}\n` : ''}${libraryDir ? `LD_LIBRARY_PATH=${libraryDir}\n` : ''}PI_IMAGE_ENGINE_ARGV="${argv.join(' ')}"\n`;
 
 /** The id of the engine unit's current run (a new one at every start, restarts by systemd included). */
 export async function engineInvocation(): Promise<string | undefined> {

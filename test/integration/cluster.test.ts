@@ -178,7 +178,8 @@ describe('cluster of three emulated nodes', () => {
   it('generates the same token ids as a single-node run of the same model', async () => {
     const distributed = await generate(rootIndex, 8081);
     const root = vm(rootIndex);
-    await root.check('llama-server -m /var/lib/pi-image/model/current/tiny.gguf --host 127.0.0.1 --port 8099 -t 1 -c 256 > /tmp/single.log 2>&1 &');
+    // By hand as the agent starts it: the runtime folder's program, its libraries first.
+    await root.check('LD_LIBRARY_PATH=/opt/pi-image/runtime/current /opt/pi-image/runtime/current/llama-server -m /var/lib/pi-image/model/current/tiny.gguf --host 127.0.0.1 --port 8099 -t 1 -c 256 > /tmp/single.log 2>&1 &');
     await root.check('(for i in $(seq 120); do pi-image-test-http GET http://127.0.0.1:8099/health | head -1 | grep -q 200 && exit 0; sleep 2; done; cat /tmp/single.log; exit 1)', 5 * 60_000);
     const single = await generate(rootIndex, 8099);
     await root.check('kill %1; wait');
@@ -492,6 +493,39 @@ describe('cluster of three emulated nodes', () => {
     expect(rolled.stderr).toMatch(/every node is back on demo-3/);
     figures.push(`OTA model rollback (health check failed) on 3 nodes: ${Math.round((Date.now() - t1) / 1000)} s`);
     expect(await models()).toEqual(['demo-3', 'demo-3', 'demo-3']);
+    expect(await answer()).toBe(NEW);
+  }, 30 * 60_000);
+
+  it("replaces llama.cpp on all three nodes with another Debian suite's packages: the image's first runtime is a versioned folder like any update's", async () => {
+    const runtimes = async () => {
+      const run = await ota(['status', '--json']);
+      expect(run.exitCode, run.stderr).toBe(0);
+      const s = run.events.find((e) => e.type === 'result')?.data as { runtime: { current: string }; nodes: { runtime: { current: string } }[] };
+      return [s.runtime.current, ...s.nodes.map((n) => n.runtime.current)];
+    };
+    const first = (await runtimes())[0] as string;
+    expect(first).toMatch(/^\d+\.\d+\.\d+\+dfsg-/);
+    expect(await runtimes()).toEqual([first, first, first]);
+    // The image's llama.cpp is not installed from packages: the engines run from the runtime folder, with its libraries and backends.
+    const where = async (i: number, program: string) => vm(i).check(`readlink /proc/$(pgrep -o -x ${program})/exe; tr '\\0' '\\n' < /proc/$(pgrep -o -x ${program})/environ | grep ^LD_LIBRARY_PATH=`);
+    expect(await where(rootIndex, 'llama-server')).toBe(`/opt/pi-image/runtime/versions/${first}/llama-server\nLD_LIBRARY_PATH=/opt/pi-image/runtime/versions/${first}`);
+    expect(await vm(rootIndex).check('(dpkg -s llama.cpp-tools >/dev/null 2>&1 || dpkg -s libggml0 >/dev/null 2>&1) && echo installed; ls /usr/bin/llama-server /usr/lib/*/ggml 2>&1 | grep -c "No such file"')).toBe('2');
+
+    // sid's packages of llama.cpp, under a version newer than the image's (today forky and sid carry the same build).
+    const NEW = 'Fresh weights reached every node.';
+    const bundle = join(work, 'llama-sid.bundle');
+    const packed = await runCli(['runtime', 'pack', '--engine', 'llama.cpp', '--debian-suite', 'sid', '--engine-version', `${first}+sid`, '--key', join(work, 'ota.key'), '--health-prompt', PROMPT, '--health-tokens', '32', '--health-text-sha256', sha256(NEW), '-o', bundle], { env: { PI_IMAGE_CACHE: TEST_CACHE } });
+    expect(packed.exitCode, packed.stderr).toBe(0);
+    const t0 = Date.now();
+    const push = await ota(['push', bundle, '--json']);
+    expect(push.exitCode, push.stderr).toBe(0);
+    const done = push.events.find((e) => e.type === 'result')?.data as OtaRecord;
+    expect(done).toMatchObject({ phase: 'committed', version: `${first}+sid` });
+    figures.push(`OTA llama.cpp runtime bundle (${statSync(bundle).size} bytes, Debian sid's packages) to 3 nodes: ${Math.round((Date.now() - t0) / 1000)} s, phases ${JSON.stringify(done.timings)}, bytes fetched per node ${JSON.stringify(done.nodes)}`);
+    expect(Object.values(done.nodes).map((n) => n.fetched).sort()).toEqual([0, statSync(bundle).size, statSync(bundle).size]);
+    expect(await runtimes()).toEqual([`${first}+sid`, `${first}+sid`, `${first}+sid`]);
+    expect(await where(rootIndex, 'llama-server')).toContain(`/opt/pi-image/runtime/versions/${first}+sid/llama-server`);
+    for (const i of workers()) expect(await where(i, 'ggml-rpc-server')).toContain(`/opt/pi-image/runtime/versions/${first}+sid/ggml-rpc-server`);
     expect(await answer()).toBe(NEW);
   }, 30 * 60_000);
 

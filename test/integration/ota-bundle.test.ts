@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createPrivateKey } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,7 +73,11 @@ describe('OTA bundles from the command line', () => {
 
   it('runtime pack: a folder or --engine-source (dllama compiled as the build does), each usage mistake exit 2 before any work', async () => {
     const cases: [string[], RegExp][] = [
-      [['--engine', 'llama.cpp', '--engine-version', 'b1'], /give the runtime folder to pack, or --engine-source/],
+      [['--engine', 'llama.cpp', '--engine-version', 'b1'], /give the runtime folder to pack, --debian-suite for llama.cpp, or --engine-source/],
+      [['--engine', 'dllama', '--debian-suite', 'sid'], /--debian-suite takes llama.cpp from Debian's packages: add --engine llama.cpp/],
+      [[at('rt'), '--engine', 'llama.cpp', '--debian-suite', 'sid'], /give a runtime folder .* or --debian-suite, not both/],
+      [['--engine', 'llama.cpp', '--debian-suite', 'sid', '--engine-source', at('x.tar.gz')], /--engine-source \(dllama\) or --debian-suite \(llama.cpp\), not both/],
+      [['--engine', 'llama.cpp', '--debian-suite', 'sid', '--library-path', 'lib'], /--library-path goes with a runtime folder/],
       [[at('rt'), '--engine', 'llama.cpp'], /--engine-version is needed with a runtime folder/],
       [['--engine', 'llama.cpp', '--engine-source', at('x.tar.gz')], /--engine-source compiles dllama: add --engine dllama/],
       [[at('rt'), '--engine', 'dllama', '--engine-source', at('x.tar.gz')], /give a runtime folder .* or --engine-source, not both/],
@@ -90,6 +94,34 @@ describe('OTA bundles from the command line', () => {
     expect(missing.stderr).toMatch(/engine\.source: .*distributed-llama-0\.16\.4\.tar\.gz does not exist/);
     expect(existsSync(at('y.bundle'))).toBe(false);
   });
+
+  it("runtime pack --debian-suite: llama.cpp's packages of a suite fetched with apt, laid out as the image's first runtime, signed", async () => {
+    const bundle = at('sid.bundle');
+    // A cache of its own: the packages are fetched here, not taken from an earlier build.
+    const packed = await runCli(['runtime', 'pack', '--engine', 'llama.cpp', '--debian-suite', 'sid', '--key', at('ota.key'), '-o', bundle, '--json'], { env: { PI_IMAGE_CACHE: at('cache') } });
+    expect(packed.exitCode, packed.stderr).toBe(0);
+    const { manifest } = packed.events.find((e) => e.type === 'result')?.data as { manifest: { version: string; entry: unknown; libraryPath: string; files: { path: string; mode: number; size: number }[] } };
+    // Debian's version without its epoch (1:0.7.0+dfsg-2 → 0.7.0+dfsg-2).
+    expect(manifest.version).toMatch(/^\d+\.\d+\.\d+\+dfsg-[\w.+~]+$/);
+    expect(manifest.entry).toEqual({ root: 'llama-server', worker: 'ggml-rpc-server' });
+    expect(manifest.libraryPath).toBe('.');
+    const paths = manifest.files.map((f) => f.path);
+    expect(paths).toEqual(expect.arrayContaining(['llama-server', 'ggml-rpc-server', 'libllama.so.0', 'libggml.so.0', 'libggml-base.so.0', 'libllama-server-impl.so', 'libggml-rpc.so']));
+    expect(paths.filter((p) => p.startsWith('libggml-cpu-')).length).toBeGreaterThan(1);
+    expect(manifest.files.filter((f) => f.mode === 0o755).map((f) => f.path).sort()).toEqual(['ggml-rpc-server', 'llama-server']);
+    // Real arm64 programs, not placeholders.
+    const server = readFileSync(join(at('cache'), 'engine', readdirSync(join(at('cache'), 'engine')).find((d) => !d.startsWith('.')) as string, 'bin', 'llama-server'));
+    expect(server.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
+    expect(server.readUInt16LE(18)).toBe(183); // e_machine EM_AARCH64
+    const ok = await runCli(['runtime', 'verify', bundle, '--trust', at('ota.pub'), '--arch', 'arm64']);
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/root runs llama-server, workers run ggml-rpc-server/);
+    // A suite without llama.cpp fails with apt's reason and leaves no bundle.
+    const old = await runCli(['runtime', 'pack', '--engine', 'llama.cpp', '--debian-suite', 'bookworm', '--key', at('ota.key'), '-o', at('old.bundle')], { env: { PI_IMAGE_CACHE: at('cache') } });
+    expect(old.exitCode).toBe(1);
+    expect(old.stderr).toMatch(/Debian bookworm has llama\.cpp-tools/);
+    expect(existsSync(at('old.bundle'))).toBe(false);
+  }, 300_000);
 
   it('a model over 4 GiB is signed and verified over its whole content', async () => {
     const model = at('big.gguf');

@@ -93,7 +93,7 @@ describe('qemu board image', () => {
     const out2 = join(work, 'out2');
     const second = await runCli(['build', ...common, '--out', out2], { env });
     expectOk(second);
-    expect(stageCaching(second)).toEqual({ base: true, layers: false, disk: false, artifacts: false });
+    expect(stageCaching(second)).toEqual({ base: true, engine: true, layers: false, disk: false, artifacts: false });
     expect(await sha256OfFile(join(out2, 'pi-image-qemu.img'))).toBe(await sha256OfFile(join(out1, 'pi-image-qemu.img')));
     rmSync(out2, { recursive: true, force: true });
   }, 30 * 60_000);
@@ -107,7 +107,7 @@ describe('qemu board image', () => {
     writeFileSync(config, 'tuning:\n  swappiness: false\ntimezone: Europe/Berlin\n');
     const third = await runCli(['build', '--config', config, '--board', 'qemu', ...QEMU_TEST_FLAGS, '--hostname', 'pi-test', '--layer', changed, '--json', '--out', out3], { env });
     expectOk(third);
-    expect(stageCaching(third)).toEqual({ base: true, layers: false, disk: false, artifacts: false });
+    expect(stageCaching(third)).toEqual({ base: true, engine: true, layers: false, disk: false, artifacts: false });
     expect(manifestOf(out3).inputs.cache_keys.base).toBe(manifestOf(out1).inputs.cache_keys.base);
     expect(manifestOf(out3).inputs.cache_keys.layers).not.toBe(manifestOf(out1).inputs.cache_keys.layers);
   }, 30 * 60_000);

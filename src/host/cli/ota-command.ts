@@ -97,12 +97,15 @@ export function keysCommand(): Command {
 export function runtimeCommand(): Command {
   const runtime = new Command('runtime').description('OTA bundles of the inference engine: pack a folder of programs, verify a bundle');
   addHealthOptions(runtime.command('pack'))
-    .description("Pack engine programs into a signed OTA bundle (files hashed, manifest signed with Ed25519): a folder of them, or dllama compiled from its source tarball for a board as the image build does")
-    .argument('[dir]', 'the runtime folder (programs executable, libraries beside them); not with --engine-source')
+    .description("Pack engine programs into a signed OTA bundle (files hashed, manifest signed with Ed25519): a folder of them, llama.cpp from a Debian suite's packages, or dllama compiled from its source tarball for a board, each as the image build does")
+    .argument('[dir]', 'the runtime folder (programs executable, libraries beside them); not with --engine-source or --debian-suite')
     .addOption(new Option('--engine <name>', 'the engine the programs are').choices(['llama.cpp', 'dllama']).makeOptionMandatory())
     .option('--engine-version <version>', "the engine's version (a newer one replaces an older one; an older one needs --allow-downgrade at push); with --engine-source, read from the tarball's name by default")
     .option('--engine-source <tarball>', "dllama's release tarball (path or https:// URL): compiled for --board by the build's engine stage, cached like it")
     .option('--engine-sha256 <hex>', 'the SHA-256 the tarball must have (with --engine-source)')
+    .option('--debian-suite <suite>', "llama.cpp from this Debian suite's packages (forky, sid), fetched for --arch with apt (nothing installed here) and laid out as the image's first runtime; the version is the packages' unless --engine-version says otherwise")
+    .option('--mirror <url>', 'the Debian mirror for --debian-suite', 'http://deb.debian.org/debian')
+    .option('--library-path <dir>', "a folder's runtime: the folder of the programs' own shared libraries, relative to it (. for the folder itself); the engine runs with it first on the library path")
     .option('--board <name>', 'the board whose CPU the programs are compiled for (with --engine-source)', 'pi5')
     .option('--arch <arch>', 'Debian architecture the programs are built for', 'arm64')
     .requiredOption('--key <file>', 'the private update key (pi-image keys new)')
@@ -112,11 +115,16 @@ export function runtimeCommand(): Command {
     .option('--json', 'print the manifest as JSON')
     .action((dir: string | undefined, options: Record<string, unknown>, command: Command) => {
       // Usage mistakes exit 2 before any work, as commander's own do.
-      if (options.engineSource !== undefined) {
+      if (options.engineSource !== undefined && options.debianSuite !== undefined) command.error('error: give --engine-source (dllama) or --debian-suite (llama.cpp), not both');
+      if (options.debianSuite !== undefined) {
+        if (dir !== undefined) command.error(`error: give a runtime folder (${dir}) or --debian-suite, not both`);
+        if (options.engine !== 'llama.cpp') command.error("error: --debian-suite takes llama.cpp from Debian's packages: add --engine llama.cpp (dllama is compiled: --engine-source)");
+        if (options.libraryPath !== undefined) command.error("error: --library-path goes with a runtime folder (a Debian suite's runtime has its libraries beside its programs)");
+      } else if (options.engineSource !== undefined) {
         if (dir !== undefined) command.error(`error: give a runtime folder (${dir}) or --engine-source, not both`);
-        if (options.engine !== 'dllama') command.error('error: --engine-source compiles dllama: add --engine dllama (llama.cpp comes from Debian packages)');
+        if (options.engine !== 'dllama') command.error('error: --engine-source compiles dllama: add --engine dllama (llama.cpp comes from Debian packages: --debian-suite)');
       } else {
-        if (dir === undefined) command.error('error: give the runtime folder to pack, or --engine-source with a dllama source tarball');
+        if (dir === undefined) command.error('error: give the runtime folder to pack, --debian-suite for llama.cpp, or --engine-source with a dllama source tarball');
         if (options.engineVersion === undefined) command.error("error: --engine-version is needed with a runtime folder: the engine's version");
         if (options.engineSha256 !== undefined) command.error('error: --engine-sha256 goes with --engine-source');
       }
@@ -125,7 +133,14 @@ export function runtimeCommand(): Command {
         const engine = options.engine as BundleManifest['engine'];
         const key = await loadPrivateKey(String(options.key));
         let files: Awaited<ReturnType<typeof filesOf>>;
-        if (options.engineSource !== undefined) {
+        let libraryPath = options.libraryPath as string | undefined;
+        if (options.debianSuite !== undefined) {
+          const { runtimeFromDebian } = await import('../ota/runtime-from-debian.js');
+          const fetched = await runtimeFromDebian({ request: { suite: String(options.debianSuite), arch: String(options.arch), mirror: String(options.mirror) }, reporter, signal });
+          files = fetched.files;
+          libraryPath = fetched.libraryPath;
+          options.engineVersion ??= fetched.version;
+        } else if (options.engineSource !== undefined) {
           const { runtimeFromSource } = await import('../ota/runtime-from-source.js');
           const src = String(options.engineSource);
           const compiled = await runtimeFromSource({ source: /^https?:\/\//.test(src) ? src : resolve(src), sha256: options.engineSha256 as string | undefined, version: options.engineVersion as string | undefined, board: String(options.board), reporter, signal });
@@ -136,12 +151,12 @@ export function runtimeCommand(): Command {
         }
         const pick = (flag: unknown, names: string[], role: string) => {
           const path = typeof flag === 'string' ? flag : files.find((f) => names.includes(basename(f.path)) && f.mode === 0o755)?.path;
-          if (!path) throw new PiImageError(`${dir} has no ${role} program (${names.join(' or ')}, executable)`, `name it with --${role}-entry PATH`);
+          if (!path) throw new PiImageError(`${dir ?? 'the runtime'} has no ${role} program (${names.join(' or ')}, executable)`, `name it with --${role}-entry PATH`);
           return path;
         };
         const entry = { root: pick(options.rootEntry, ENTRY_NAMES[engine].root, 'root'), worker: pick(options.workerEntry, ENTRY_NAMES[engine].worker, 'worker') };
         const out = resolve(String(options.out ?? `pi-image-runtime-${engine}-${options.engineVersion}-${options.arch}.bundle`));
-        const manifest = await packBundle({ out, kind: 'runtime', engine, version: String(options.engineVersion), arch: String(options.arch), files, entry, ...healthOption(options), privateKey: key });
+        const manifest = await packBundle({ out, kind: 'runtime', engine, version: String(options.engineVersion), arch: String(options.arch), files, entry, ...(libraryPath !== undefined ? { libraryPath } : {}), ...healthOption(options), privateKey: key });
         reporter.emit({ type: 'result', data: { bundle: out, manifest } });
         if (!options.json) process.stdout.write(`wrote ${out}: ${summary(manifest)}\n`);
       });

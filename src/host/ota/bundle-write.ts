@@ -49,6 +49,7 @@ export async function packBundle(opts: {
   arch: string;
   files: BundleSource[];
   entry?: BundleManifest['entry'];
+  libraryPath?: string;
   health?: BundleManifest['health'];
   privateKey: KeyObject;
   onFile?: (path: string) => void;
@@ -67,6 +68,7 @@ export async function packBundle(opts: {
     key: keyId(createPublicKey(opts.privateKey)),
     files,
     ...(opts.entry ? { entry: opts.entry } : {}),
+    ...(opts.libraryPath !== undefined ? { libraryPath: opts.libraryPath } : {}),
     ...(opts.health ? { health: opts.health } : {}),
   };
   const bytes = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);

@@ -14,6 +14,7 @@ import { DISCOVERY_PORT } from '../../shared/ports.js';
 import { ENGINES } from '../../shared/engines/index.js';
 import { sha256OfFile } from '../../shared/file-hash.js';
 import type { BoardProfile } from '../catalog/boards.js';
+import type { DebianRuntimeRequest } from '../pipeline/stages/engine-debian.js';
 import { budgetProblem, memoryBudget, type MemoryBudget, type ModelShape } from './memory-budget.js';
 
 /** A file from the build machine that lands in the root filesystem. */
@@ -35,7 +36,9 @@ export interface NodePlan {
   secrets: { name: 'cluster.secret' | 'api.token'; source: string | null }[];
   /** The engine compiled from its source tarball by the engine stage, when the config gives one. */
   engineBuild?: EngineBuild;
-  /** The image's first runtime in the versioned layout OTA updates use (dllama's own binaries; llama.cpp comes from Debian's packages). */
+  /** llama.cpp's first runtime: the engine stage takes it from these Debian packages (its version is theirs, known once fetched). */
+  debianRuntime?: DebianRuntimeRequest;
+  /** The image's first runtime in the versioned layout OTA updates use, when its version is known before the build (dllama). */
   runtime?: RuntimeInfo;
   /** The image's model in the versioned layout OTA model updates use. */
   modelInfo?: ModelInfo;
@@ -185,6 +188,9 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
       files.push(await imageFile(source, `${inRootfs(runtimeVersionDir(runtime.version))}/${binary}`, 0o755, 'engine.dllama_dir'));
     }
   }
+  // llama.cpp's packages are not installed in the image: their files make the image's first runtime folder.
+  const debianRuntime: DebianRuntimeRequest | undefined =
+    engine === 'llama.cpp' ? { suite: config.suite ?? board.suite, arch: board.arch, mirror: config.mirrors[0] ?? 'http://deb.debian.org/debian' } : undefined;
   const shapeProblems = ENGINES[engine].checkCluster(config.cluster.size, { kvHeads });
   if (shapeProblems.length) {
     // A rule of an engine the user never chose must say where that engine came from.
@@ -230,6 +236,7 @@ export async function planNode(config: Config, board: BoardProfile): Promise<Nod
     authorizedKeys: keys.length ? `${keys.join('\n')}\n` : '',
     secrets,
     ...(engineBuild ? { engineBuild } : {}),
+    ...(debianRuntime ? { debianRuntime } : {}),
     ...(runtime ? { runtime } : {}),
     ...(modelInfo ? { modelInfo } : {}),
     ...(memory ? { memory } : {}),

@@ -39,6 +39,13 @@ export async function planBuild(config: Config, opts: { env?: NodeJS.ProcessEnv 
   }
   const layers = orderLayers(loaded);
   checkLayerSuites(layers, config, board.suite);
+  const node = await planNode(config, board);
+  const engineSuites = layers.find((l) => l.name === engineLayer)?.suites;
+  if (node.debianRuntime && engineSuites && !engineSuites.includes(node.debianRuntime.suite)) {
+    // The base suite has no llama.cpp, an extra source has: the runtime comes from there.
+    const source = config.apt.extra_sources.find((s) => s.suites.some((x) => engineSuites.includes(x)));
+    if (source) node.debianRuntime = { ...node.debianRuntime, suite: source.suites.find((x) => engineSuites.includes(x)) as string, mirror: source.uris[0] as string };
+  }
   const profile = await loadTuningProfile(config.tuning_profile ?? board.tuning);
   const levers = resolveLevers(profile, board.name, config.tuning);
   const inputs: PlanInputs = {
@@ -48,7 +55,7 @@ export async function planBuild(config: Config, opts: { env?: NodeJS.ProcessEnv 
     tuning: { profile, levers },
     bootloader: await planBootloader(config, board.name, levers),
     keyrings: await planKeyrings(config),
-    node: await planNode(config, board),
+    node,
     sourceDateEpoch: sourceDateEpochOf(config, opts.env ?? process.env),
   };
   return { inputs, plan: makePlan(inputs) };
@@ -63,7 +70,7 @@ function checkLayerSuites(layers: readonly Layer[], config: Config, boardSuite: 
     if (!suites || suites.includes(suite) || extra.some((s) => suites.includes(s))) continue;
     const engine = Object.entries(ENGINE_LAYERS).find(([, name]) => name === layer.name)?.[0];
     throw new ConfigError(
-      `${engine ? `engine ${engine}: its` : `layer ${layer.name}: its`} packages (${layer.packages.join(', ')}) are in Debian ${suites.join(' and ')} only, not ${suite}${config.base ? ' (the suite of base.image)' : ''}`,
+      `${engine ? `engine ${engine}: its packages` : `layer ${layer.name}: its packages (${layer.packages.join(', ')})`} are in Debian ${suites.join(' and ')} only, not ${suite}${config.base ? ' (the suite of base.image)' : ''}`,
       `build on ${suites[0]} (--suite ${suites[0]}), or add a ${suites[0]} source in apt.extra_sources${engine === 'llama.cpp' ? ', or choose engine: { name: dllama }' : ''}`,
     );
   }

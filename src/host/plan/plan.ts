@@ -11,6 +11,7 @@ import { forbiddenConfigTxtKeys } from '../tuning/render.js';
 import type { BootloaderPlan } from '../firmware/bootloader-plan.js';
 import type { ResolvedLever, TuningProfile } from '../catalog/tuning-profiles.js';
 import type { EngineBuild, NodePlan } from './node-plan.js';
+import { LLAMA_CPP_PACKAGES, type DebianRuntimeRequest } from '../pipeline/stages/engine-debian.js';
 import type { EngineName } from '../../shared/engines/adapter.js';
 
 /**
@@ -196,12 +197,11 @@ function planSystem(config: Config): Plan['system'] {
 }
 
 function planEngine(inputs: PlanInputs): Plan['engine'] {
-  const { config, board, layers } = inputs;
+  const { config, board } = inputs;
   const name = config.engine.name ?? board.engine;
-  const layer = layers.find((l) => l.name === ENGINE_LAYERS[name]);
-  const build = inputs.node.engineBuild;
-  const runtime = layer
-    ? `Debian packages ${layer.packages.join(', ')} (layer ${layer.name})`
+  const { engineBuild: build, debianRuntime } = inputs.node;
+  const runtime = debianRuntime
+    ? `${name} from Debian ${debianRuntime.suite} ${debianRuntime.arch} packages (${LLAMA_CPP_PACKAGES.join(', ')}), unpacked into the first runtime folder`
     : build
       ? `${build.engine} ${build.version} compiled from ${build.source} (${build.cxx} ${build.cxxflags})`
       : config.engine.dllama_dir
@@ -281,7 +281,7 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
   const baseKey = contentHash({ recipe: STAGE_RECIPES.base, base: { ...base, image: base.image?.sha256, keyrings: base.keyrings.map((k) => k.sha256) } });
   const system = planSystem(config);
   // The tarball is identified by its hash, wherever it lies.
-  const engineKey = node.engineBuild ? engineCacheKey(node.engineBuild) : undefined;
+  const engineKey = node.engineBuild ? engineCacheKey(node.engineBuild) : node.debianRuntime ? debianRuntimeCacheKey(node.debianRuntime) : undefined;
   const layersKey = contentHash({
     recipe: STAGE_RECIPES.layers,
     base: baseKey,
@@ -325,6 +325,14 @@ export function makePlan(inputs: PlanInputs, imported?: ImportedBase): Plan {
   };
   // A copy: the plan shares nothing with its inputs, so freezing it leaves them alone.
   return deepFreeze(structuredClone(plan));
+}
+
+/**
+ * The engine stage's key for llama.cpp from Debian's packages: the suite, architecture and
+ * mirror (like the base rootfs, a cached entry is not refreshed when the suite moves on).
+ */
+export function debianRuntimeCacheKey(request: DebianRuntimeRequest): string {
+  return contentHash({ recipe: STAGE_RECIPES.engine, debian: request, packages: LLAMA_CPP_PACKAGES });
 }
 
 /** The engine stage's cache key: the tarball is identified by its hash, wherever it lies. */

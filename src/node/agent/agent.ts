@@ -289,7 +289,9 @@ export class Agent {
 
   /** The role's program as the current runtime names it (an update may bring its own entry points). */
   private withEntry(line: LaunchLine, role: 'root' | 'worker'): LaunchLine {
-    return this.runtime ? { ...line, command: join(this.settings.engine.binDir, this.runtime.entry[role]) } : line;
+    if (!this.runtime) return line;
+    const { entry, libraryPath } = this.runtime;
+    return { ...line, command: join(this.settings.engine.binDir, entry[role]), ...(libraryPath !== undefined ? { libraryDir: join(this.settings.engine.binDir, libraryPath) } : {}) };
   }
 
   private engineAnswers(): Promise<boolean> {

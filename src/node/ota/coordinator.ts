@@ -132,7 +132,7 @@ export class UpdateCoordinator {
             if (!state.current) throw new PushRefused(400, "this cluster's model is not in the versioned layout model updates replace (an image built before it, or one without a model): rebuild the image with a model");
             if (m.version === state.current) throw new PushRefused(409, `model ${m.version} is the one every node serves already: pack the new model with another --model-version`);
           } else {
-            if (!state.current) throw new PushRefused(400, "this cluster's engine does not run from a versioned runtime (llama.cpp comes from Debian's packages): runtime updates need an image whose first runtime is one (dllama)");
+            if (!state.current) throw new PushRefused(400, "this cluster's engine does not run from a versioned runtime (an image built before its llama.cpp was one): rebuild and flash the image once, then runtime updates replace it");
             if (!opts.allowDowngrade && compareVersions(m.version, state.current) <= 0) {
               throw new PushRefused(409, `the bundle's ${m.engine} ${m.version} is not newer than the running ${state.current}: push a newer one, or add --allow-downgrade`);
             }

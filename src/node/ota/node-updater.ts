@@ -114,7 +114,7 @@ export class NodeUpdater {
       },
       describe: (m) =>
         this.kind === 'runtime'
-          ? { name: RUNTIME_INFO, content: `${JSON.stringify({ engine: m.engine, version: m.version, entry: m.entry as RuntimeInfo['entry'] } satisfies RuntimeInfo, null, 2)}\n` }
+          ? { name: RUNTIME_INFO, content: `${JSON.stringify({ engine: m.engine, version: m.version, entry: m.entry as RuntimeInfo['entry'], ...(m.libraryPath !== undefined ? { libraryPath: m.libraryPath } : {}) } satisfies RuntimeInfo, null, 2)}\n` }
           : { name: MODEL_INFO, content: `${JSON.stringify(modelInfoOf(m), null, 2)}\n` },
     });
   }

@@ -34,6 +34,8 @@ export interface WorkerLaunch {
 export interface LaunchLine {
   command: string;
   args: string[];
+  /** The folder of the program's own shared libraries (a runtime that carries them), searched first. */
+  libraryDir?: string;
 }
 
 export type EngineName = 'llama.cpp' | 'dllama';

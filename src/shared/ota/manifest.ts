@@ -30,6 +30,12 @@ export interface BundleManifest {
   /** A runtime: the program each role runs, relative to the version's folder. */
   entry?: { root: string; worker: string };
   /**
+   * A runtime whose programs load shared libraries of their own (llama.cpp from Debian's
+   * packages): the folder they are in, relative to the version's folder (`.` for the folder
+   * itself); the engine runs with it first on the library search path.
+   */
+  libraryPath?: string;
+  /**
    * The health check's expectation at temperature 0 for `prompt`, `tokens` long: the SHA-256 of
    * the generated token ids (decimal, comma-separated; llama.cpp reports them) or of the
    * generated text (UTF-8; any engine, dllama-api reports no ids).
@@ -58,6 +64,9 @@ export function signManifest(manifest: Buffer, privateKey: KeyObject): Buffer {
 
 /** Paths a bundle may hold: relative, no `..`, no empty or hidden-trick segments. */
 export const isSafeBundlePath = (p: string) => /^[A-Za-z0-9_][A-Za-z0-9._+-]*(\/[A-Za-z0-9_][A-Za-z0-9._+-]*)*$/.test(p) && p.length <= 255;
+
+/** A runtime's library folder: the version's folder itself (`.`) or a safe path inside it. */
+export const isLibraryPath = (p: unknown): p is string => typeof p === 'string' && (p === '.' || isSafeBundlePath(p));
 
 const isHex = (s: unknown, n: number) => typeof s === 'string' && new RegExp(`^[0-9a-f]{${n}}$`).test(s);
 
@@ -95,6 +104,7 @@ export function parseManifest(bytes: Buffer): BundleManifest {
       const file = (m.files as BundleFile[]).find((f) => f.path === entry[role]);
       if (!file || file.mode !== 0o755) throw bad(`entry point ${role} ${JSON.stringify(entry[role])} is not an executable file of the bundle`);
     }
+    if (m.libraryPath !== undefined && !isLibraryPath(m.libraryPath)) throw new BundleError('unsafe-path', `the bundle's manifest names an unsafe library folder ${JSON.stringify(m.libraryPath)}`);
   }
   if (m.health !== undefined) {
     const h = m.health as Record<string, unknown>;

@@ -1,5 +1,6 @@
 import type { EngineName } from '../engines/adapter.js';
 import { MODEL_INFO, RUNTIME_INFO } from '../node-paths.js';
+import { isLibraryPath } from './manifest.js';
 
 /**
  * What a runtime version's folder holds (its RUNTIME_INFO file): written by the build for the
@@ -11,6 +12,8 @@ export interface RuntimeInfo {
   version: string;
   /** Each role's program, relative to the folder. */
   entry: { root: string; worker: string };
+  /** Where the programs' own shared libraries are, relative to the folder (the manifest's `libraryPath`). */
+  libraryPath?: string;
 }
 
 /** What a model version's folder holds (its MODEL_INFO file), written the same two ways: the files the engine loads. */
@@ -25,8 +28,8 @@ export interface ModelInfo {
 
 export function parseRuntimeInfo(text: string, where: string): RuntimeInfo {
   const info = JSON.parse(text) as Partial<RuntimeInfo>;
-  if ((info.engine !== 'dllama' && info.engine !== 'llama.cpp') || typeof info.version !== 'string' || typeof info.entry?.root !== 'string' || typeof info.entry.worker !== 'string') {
-    throw new Error(`${where}/${RUNTIME_INFO} does not describe a runtime (engine, version, entry)`);
+  if ((info.engine !== 'dllama' && info.engine !== 'llama.cpp') || typeof info.version !== 'string' || typeof info.entry?.root !== 'string' || typeof info.entry.worker !== 'string' || (info.libraryPath !== undefined && !isLibraryPath(info.libraryPath))) {
+    throw new Error(`${where}/${RUNTIME_INFO} does not describe a runtime (engine, version, entry, libraryPath)`);
   }
   return info as RuntimeInfo;
 }

@@ -6,7 +6,7 @@ import { fetchReleaseDate, newestReleaseDate, runMmdebstrap } from '../../tools/
 import type { ImportedBase, Plan } from '../../plan/plan.js';
 import { drain, readAll, readTar } from '../rootfs-tar.js';
 
-const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
+export const DEBIAN_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 
 export interface InstalledPackage {
   name: string;

@@ -10,12 +10,16 @@ import { runTool } from '../../tools/run.js';
 
 const STAGE = 'engine';
 
+/** The engine stage's result: a runtime compiled from source (dllama) or taken from Debian's packages (llama.cpp). */
 export interface EngineBuildMeta {
   engine: string;
   version: string;
-  /** The compiler's own first line of `--version`. */
-  compiler: string;
-  cxxflags: string;
+  /** Compiled: the compiler's own first line of `--version`, and its flags. */
+  compiler?: string;
+  cxxflags?: string;
+  /** From packages: which suite and architecture, and each package's version. */
+  from?: string;
+  packages?: { name: string; version: string }[];
   files: { name: string; sha256: string; size: number }[];
 }
 

@@ -15,21 +15,26 @@ describe('the engine follows engine:, not the board', () => {
   it("installs llama.cpp's layer for the board's default engine, and says where the engine came from", async () => {
     const qemu = await plan({});
     expect(layerNames(qemu).filter((n) => n === 'engine-llama-cpp')).toHaveLength(1);
-    expect(qemu.engine).toEqual({ name: 'llama.cpp', from: "the qemu board's default", runtime: 'Debian packages llama.cpp-tools, llama.cpp-tools-extra, libggml0-backend-rpc (layer engine-llama-cpp)' });
+    expect(qemu.engine).toEqual({ name: 'llama.cpp', from: "the qemu board's default", runtime: 'llama.cpp from Debian forky arm64 packages (llama.cpp-tools, llama.cpp-tools-extra, libllama0, libggml0, libggml0-backend-rpc), unpacked into the first runtime folder' });
+    expect(qemu.cacheKeys.engine).toBeDefined();
     // Listed by the user as well: applied once.
     expect(layerNames(await plan({ layers: ['engine-llama-cpp'] })).filter((n) => n === 'engine-llama-cpp')).toHaveLength(1);
   });
 
   it('gives a Pi 5 llama.cpp when asked, or says which suites have its packages', async () => {
     expect(await failure({ board: 'pi5', engine: { name: 'llama.cpp' } })).toMatch(
-      /engine llama\.cpp: its packages \(llama\.cpp-tools, llama\.cpp-tools-extra, libggml0-backend-rpc\) are in Debian forky and sid only, not trixie\n.*--suite forky/,
+      /engine llama\.cpp: its packages are in Debian forky and sid only, not trixie\n.*--suite forky/,
     );
     const onForky = await plan({ board: 'pi5', suite: 'forky', engine: { name: 'llama.cpp' } });
     expect(layerNames(onForky)).toContain('engine-llama-cpp');
-    expect(onForky.base.packages).toEqual(expect.arrayContaining(['llama.cpp-tools', 'libggml0-backend-rpc']));
+    // Unpacked into the runtime folder, not installed: only what they need is.
+    expect(onForky.base.packages).toEqual(expect.arrayContaining(['libgomp1', 'libssl3t64']));
+    expect(onForky.base.packages).not.toContain('llama.cpp-tools');
+    expect(onForky.node.debianRuntime).toEqual({ suite: 'forky', arch: 'arm64', mirror: 'http://deb.debian.org/debian' });
     expect(onForky.engine.from).toBe('the config');
     const withSource = await plan({ board: 'pi5', engine: { name: 'llama.cpp' }, apt: { extra_sources: [{ uris: ['http://deb.debian.org/debian'], suites: ['forky'], components: ['main'] }] } });
     expect(layerNames(withSource)).toContain('engine-llama-cpp');
+    expect(withSource.node.debianRuntime?.suite).toBe('forky');
     // The default engine of a Pi is dllama: no llama.cpp packages on it.
     expect(layerNames(await plan({ board: 'pi5' }))).not.toContain('engine-llama-cpp');
   });

@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { dllama } from '../../../../src/shared/engines/dllama.js';
 import { llamaCpp } from '../../../../src/shared/engines/llama-cpp.js';
 import { execa } from 'execa';
-import { engineArgv } from '../../../../src/node/engine-control.js';
+import { engineArgv, engineEnvFile } from '../../../../src/node/engine-control.js';
+import { parseRuntimeInfo } from '../../../../src/shared/ota/version-info.js';
 
 const workers = [
   { address: '10.42.0.2', port: 9990 },
@@ -101,5 +102,22 @@ describe('nodes an engine runs with after a failover', () => {
   it('llama.cpp: every node left; dllama: the largest power of two', () => {
     expect([1, 2, 3, 5, 8].map(llamaCpp.usableNodes)).toEqual([1, 2, 3, 5, 8]);
     expect([1, 2, 3, 5, 7, 8].map(dllama.usableNodes)).toEqual([1, 2, 2, 4, 4, 8]);
+  });
+});
+
+describe("a runtime's own libraries", () => {
+  it("go first on the engine unit's library path, and are part of what adoption compares", () => {
+    const argv = ['/opt/pi-image/runtime/versions/0.7.0+dfsg-2/llama-server', '--port', '8081'];
+    const withLibs = engineEnvFile(argv, '', '/opt/pi-image/runtime/versions/0.7.0+dfsg-2');
+    expect(withLibs).toMatch(/^LD_LIBRARY_PATH=\/opt\/pi-image\/runtime\/versions\/0\.7\.0\+dfsg-2$/m);
+    expect(engineEnvFile(argv, '')).not.toMatch(/LD_LIBRARY_PATH/);
+    expect(withLibs).not.toBe(engineEnvFile(argv, '', '/opt/pi-image/runtime/versions/0.7.0+dfsg-2+sid'));
+  });
+
+  it("are named in a runtime folder's description, and only inside it", () => {
+    const info = { engine: 'llama.cpp', version: '0.7.0+dfsg-2', entry: { root: 'llama-server', worker: 'ggml-rpc-server' } };
+    expect(parseRuntimeInfo(JSON.stringify({ ...info, libraryPath: '.' }), '/x').libraryPath).toBe('.');
+    expect(parseRuntimeInfo(JSON.stringify(info), '/x').libraryPath).toBeUndefined();
+    expect(() => parseRuntimeInfo(JSON.stringify({ ...info, libraryPath: '../../usr/lib' }), '/x')).toThrow(/does not describe a runtime/);
   });
 });

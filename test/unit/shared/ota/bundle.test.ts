@@ -157,6 +157,19 @@ describe('OTA bundles: signed manifest, streamed verification', () => {
     expect(e.code).toBe('unsafe-path');
   });
 
+  it("carries a runtime's library folder, and refuses one that climbs out", async () => {
+    const dir = runtimeDir();
+    const bundle = join(work, 'libs.bundle');
+    const entry = { root: 'bin/llama-server', worker: 'bin/ggml-rpc-server' };
+    await packBundle({ out: bundle, kind: 'runtime', engine: 'llama.cpp', version: 'b6000', arch: 'arm64', files: await filesOf(dir), entry, libraryPath: 'lib', privateKey: owner.privateKey });
+    expect((await readBundle(createReadStream(bundle), { trusted: [owner.publicKey] })).libraryPath).toBe('lib');
+    for (const libraryPath of ['../lib', '/usr/lib', 'lib/../..', '']) {
+      await expect(packBundle({ out: join(work, 'bad-libs.bundle'), kind: 'runtime', engine: 'llama.cpp', version: 'b6000', arch: 'arm64', files: await filesOf(dir), entry, libraryPath, privateKey: owner.privateKey })).rejects.toThrow(/unsafe library folder/);
+    }
+    const manifest = Buffer.from(JSON.stringify({ format: 'pi-image-bundle/1', kind: 'runtime', engine: 'llama.cpp', version: '1', arch: 'arm64', key: keyId(owner.publicKey), entry: { root: 'a', worker: 'a' }, libraryPath: '..', files: [{ path: 'a', size: 1, sha256: '0'.repeat(64), mode: 0o755 }] }));
+    expect((await rejection(read(await rawTar([{ name: 'manifest.json', data: manifest }, { name: 'manifest.sig', data: signManifest(manifest, owner.privateKey) }])))).code).toBe('unsafe-path');
+  });
+
   it('refuses what is not a bundle at all', async () => {
     expect((await rejection(read(Buffer.from('hello, not a tar file at all'.repeat(40))))).code).toMatch(/malformed|truncated/);
     expect((await rejection(read(await rawTar([{ name: 'README', data: Buffer.from('x') }])))).message).toMatch(/does not start with manifest.json/);
@@ -167,5 +180,8 @@ describe('OTA bundles: signed manifest, streamed verification', () => {
     expect(compareVersions('0.16.3', '0.16.4')).toBe(-1);
     expect(compareVersions('8064+dfsg-1', '8064+dfsg-1')).toBe(0);
     expect(compareVersions('1.10', '1.9')).toBe(1);
+    // A Debian package version without its epoch, and the same build labelled as another.
+    expect(compareVersions('0.7.0+dfsg-2+sid', '0.7.0+dfsg-2')).toBe(1);
+    expect(compareVersions('0.7.0+dfsg-3', '0.7.0+dfsg-2+sid')).toBe(1);
   });
 });
