@@ -14,8 +14,9 @@ import { runArtifactsStage, type Manifest } from './stages/artifacts.js';
 import { runBaseStage, type BaseMeta } from './stages/base.js';
 import { runImageBaseStage } from './stages/base-image.js';
 import { runDiskStage } from './stages/disk.js';
-import { runEngineBuildStage, type EngineBuildMeta } from './stages/engine-build.js';
-import { LLAMA_CPP_DEBIAN_RUNTIME, runDebianRuntimeStage } from './stages/engine-debian.js';
+import { engineBuildTitle, runEngineBuildStage, type EngineBuildMeta } from './stages/engine-build.js';
+import { debianRuntimeTitle, LLAMA_CPP_DEBIAN_RUNTIME, runDebianRuntimeStage } from './stages/engine-debian.js';
+import { runtimeInfoOf } from '../../shared/ota/version-info.js';
 import { runLayersStage, type LayersMeta } from './stages/layers.js';
 
 export interface StageTiming {
@@ -84,23 +85,19 @@ export async function build(opts: { config: Config; reporter: Reporter; signal?:
   // Release date (an imported image: its newest file). Files newer than it are clamped to it.
   const sourceDateEpoch = plan.sourceDateEpoch.value ?? baseMeta.releaseDate ?? baseMeta.newestMtime;
 
-  // An engine built from source: compiled once per source hash and flags, then reused.
+  // An engine built from source: compiled once per source hash and flags, then reused;
   // llama.cpp: its Debian packages fetched and unpacked once per suite, then reused.
   const { engineBuild, debianRuntime } = plan.node;
   const engineKey = plan.cacheKeys.engine;
-  const engineMeta =
-    engineBuild && engineKey
-      ? await stage<EngineBuildMeta>('engine', `engine: ${engineBuild.engine} ${engineBuild.version} from source (${engineBuild.cxx} ${engineBuild.cxxflags})`, engineKey, () =>
-          cachedJson('engine', engineKey, (dir) => runEngineBuildStage({ build: engineBuild, outDir: dir, cacheDir: cache.root, reporter, signal })),
-        )
-      : debianRuntime && engineKey
-        ? await stage<EngineBuildMeta>('engine', `engine: llama.cpp from Debian ${debianRuntime.suite} ${debianRuntime.arch} packages`, engineKey, () =>
-            cachedJson('engine', engineKey, (dir) => runDebianRuntimeStage({ request: debianRuntime, outDir: dir, reporter, signal })),
-          )
-        : undefined;
+  const engineStage = engineBuild
+    ? { title: engineBuildTitle(engineBuild), produce: (dir: string) => runEngineBuildStage({ build: engineBuild, outDir: dir, cacheDir: cache.root, reporter, signal }) }
+    : debianRuntime
+      ? { title: debianRuntimeTitle(debianRuntime), produce: (dir: string) => runDebianRuntimeStage({ request: debianRuntime, outDir: dir, reporter, signal }) }
+      : undefined;
+  const engineMeta = engineStage && engineKey ? await stage<EngineBuildMeta>('engine', engineStage.title, engineKey, () => cachedJson('engine', engineKey, engineStage.produce)) : undefined;
   // The packages' version names the first runtime's folder.
   const layersPlan: Plan =
-    debianRuntime && engineMeta ? { ...plan, node: { ...plan.node, runtime: { engine: 'llama.cpp', version: engineMeta.version, ...LLAMA_CPP_DEBIAN_RUNTIME, entry: { ...LLAMA_CPP_DEBIAN_RUNTIME.entry } } } } : plan;
+    debianRuntime && engineMeta ? { ...plan, node: { ...plan.node, runtime: runtimeInfoOf({ engine: 'llama.cpp', version: engineMeta.version, ...LLAMA_CPP_DEBIAN_RUNTIME }) } } : plan;
 
   const layersMeta = await stage<LayersMeta>('layers', `layers: ${plan.layers.map((l) => l.name).join(', ')}`, plan.cacheKeys.layers, () =>
     cachedJson('layers', plan.cacheKeys.layers, (dir) =>

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { MODEL_INFO, RUNTIME_INFO } from '../../shared/node-paths.js';
 import type { BundleFile, BundleManifest } from '../../shared/ota/manifest.js';
-import { modelInfoOf, type RuntimeInfo } from '../../shared/ota/version-info.js';
+import { modelInfoOf, runtimeInfoOf } from '../../shared/ota/version-info.js';
 import { fetchBundle, type BundleSource } from './fetch-bundle.js';
 import { VersionStore } from './version-store.js';
 
@@ -114,7 +114,7 @@ export class NodeUpdater {
       },
       describe: (m) =>
         this.kind === 'runtime'
-          ? { name: RUNTIME_INFO, content: `${JSON.stringify({ engine: m.engine, version: m.version, entry: m.entry as RuntimeInfo['entry'], ...(m.libraryPath !== undefined ? { libraryPath: m.libraryPath } : {}) } satisfies RuntimeInfo, null, 2)}\n` }
+          ? { name: RUNTIME_INFO, content: `${JSON.stringify(runtimeInfoOf(m), null, 2)}\n` }
           : { name: MODEL_INFO, content: `${JSON.stringify(modelInfoOf(m), null, 2)}\n` },
     });
   }

@@ -42,6 +42,12 @@ export function parseModelInfo(text: string, where: string): ModelInfo {
   return info as ModelInfo;
 }
 
+/** A runtime bundle's folder description: its engine, version, entry points and library folder, as the manifest names them. */
+export function runtimeInfoOf(m: { engine: EngineName; version: string; entry?: RuntimeInfo['entry']; libraryPath?: string }): RuntimeInfo {
+  if (!m.entry) throw new Error(`runtime bundle ${m.version} names no entry points`);
+  return { engine: m.engine, version: m.version, entry: m.entry, ...(m.libraryPath !== undefined ? { libraryPath: m.libraryPath } : {}) };
+}
+
 /** A model bundle's files as the folder's description names them: the weights, and dllama's tokenizer (`model pack` names them so). */
 export function modelInfoOf(m: { engine: EngineName; version: string; files: readonly { path: string }[] }): ModelInfo {
   const file = m.files.find((f) => /\.(gguf|m)$/.test(f.path))?.path;

@@ -23,6 +23,9 @@ export interface EngineBuildMeta {
   files: { name: string; sha256: string; size: number }[];
 }
 
+/** The engine stage's title for this compile (the build's and `runtime pack`'s). */
+export const engineBuildTitle = (b: EngineBuild) => `engine: ${b.engine} ${b.version} from source (${b.cxx} ${b.cxxflags})`;
+
 /** Debian's package for a compiler command. */
 const COMPILER_PACKAGE: Record<string, string> = { 'aarch64-linux-gnu-g++': 'g++-aarch64-linux-gnu', 'g++': 'g++' };
 

@@ -21,6 +21,9 @@ export interface DebianRuntimeRequest {
   mirror: string;
 }
 
+/** The engine stage's title for these packages (the build's and `runtime pack`'s). */
+export const debianRuntimeTitle = (r: DebianRuntimeRequest) => `engine: llama.cpp from Debian ${r.suite} ${r.arch} packages`;
+
 /**
  * Which files of the unpacked packages a llama.cpp runtime needs, and their names in the
  * runtime's one folder: the programs, the shared libraries under their sonames, and ggml's
